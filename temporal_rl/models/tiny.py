@@ -1,0 +1,280 @@
+"""A tiny Qwen2.5-VL built offline: random weights, a locally trained tokenizer, the real processor classes.
+
+`python -m temporal_rl.models.tiny --out DIR` writes a Hugging Face directory (config, safetensors weights,
+tokenizer with Qwen's special tokens and chat template, image and video processor) that
+`AutoProcessor.from_pretrained(DIR)` and `AutoModelForImageTextToText.from_pretrained(DIR)` load exactly as they
+load a real checkpoint. Same seed, same bytes.
+
+This module owns the tiny model's shape, its tokenizer and its processor settings; the real 3B/7B
+architectures live in `temporal_rl.models.qwen`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen2.5-VL's chat template: a default system turn, "<|vision_start|><|video_pad|><|vision_end|>" for each
+# video block (one placeholder the processor expands to the video's token count), generation prompt last.
+# Like Qwen's own, a content block counts as a video if it has a 'video' key at all, so blocks must not carry
+# None-valued keys (datasets/Arrow adds them).
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Shape of the tiny model and its processor.
+
+    The defaults train in minutes on a 2-core CPU (see ../shared/design/tiny-model-learnability.md).
+    `image_mean`/`image_std` map the synthetic benchmark's dark backgrounds near 0: with CLIP's statistics
+    every visual token of such a clip came out almost the same and nothing was learned.
+    """
+
+    seed: int = 0
+    vocab_size: int = 640
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    mrope_section: tuple[int, int, int] = (2, 3, 3)  # sums to head_dim / 2 = 8
+    max_position_embeddings: int = 8192
+    vision_depth: int = 2
+    vision_hidden_size: int = 32
+    vision_intermediate_size: int = 64
+    vision_num_heads: int = 2
+    min_pixels: int = 28 * 28
+    max_pixels: int = 224 * 224
+    image_mean: tuple[float, float, float] = (0.1, 0.1, 0.1)
+    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __post_init__(self):
+        head_dim = self.hidden_size // self.num_attention_heads
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        if sum(self.mrope_section) * 2 != head_dim:
+            raise ValueError(f"mrope_section must sum to head_dim / 2 = {head_dim // 2}, got {self.mrope_section}")
+        if self.vocab_size <= 256 + len(QWEN_SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the 256 byte tokens plus {len(QWEN_SPECIAL_TOKENS)} specials")
+
+
+_SHAPES = ("circle", "square", "triangle", "star", "ring", "cross", "shape", "object", "digit")
+_COLOURS = ("red", "green", "blue", "yellow", "white", "magenta", "cyan", "orange", "colour", "color")
+_SENTENCES = (
+    "When is the {c} {s} visible? At what time does the {c} {s} appear on screen?",
+    "Find the moment when a {c} {s} is shown. During which interval can you see the {c} {s}?",
+    "What colour did the {s} turn? Which shape appeared briefly? The {c} {s} grows.",
+    "How many times did the screen flash? Which direction did the {s} move? left right up down",
+    "A digit was briefly shown. Which digit was it? What colour was the star that appeared?",
+    "Give the start and end time in seconds. Answer with the option's letter from the given choices directly.",
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer.",
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in "
+    "<answer> </answer> tags. Output the final answer in JSON format. You are a helpful assistant.",
+    "Question: Options: (A) {c} (B) {s} (C) {c} (D) {s} Best option: <answer>{L}</answer>",
+    '<answer>{{"start_time": "{t0}", "end_time": "{t1}"}}</answer> <time>{t0} - {t1}</time> from {t0} to {t1}',
+    "The video shows frames with index numbers. Select the frames <index>{t0}, {t1}</index> seconds",
+)
+
+
+def tokenizer_corpus() -> list[str]:
+    """Deterministic training text for the tiny tokenizer: the task vocabulary, prompts and answer formats."""
+    lines = []
+    numbers = [f"{t / 2:.1f}" for t in range(0, 121)] + ["12.25", "3.75", "00:15", "1:02:03"]
+    for (s, c), letter, (t0, t1) in zip(
+        itertools.product(_SHAPES, _COLOURS), itertools.cycle("ABCDE"), itertools.pairwise(itertools.cycle(numbers))
+    ):
+        lines.extend(sentence.format(s=s, c=c, L=letter, t0=t0, t1=t1) for sentence in _SENTENCES)
+    return lines
+
+
+def build_tokenizer(spec: TinySpec):
+    """Train a byte-level BPE with Qwen2's normaliser and pre-tokeniser and wrap it as a `Qwen2Tokenizer`.
+
+    Digits stay single tokens, as in Qwen2 ("3.5" -> "3", ".", "5").
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size - len(QWEN_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    tokenizer = Qwen2Tokenizer(
+        vocab=state["vocab"],
+        merges=merges,
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+        model_max_length=spec.max_position_embeddings,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS)})
+    tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_processor(spec: TinySpec, tokenizer):
+    """The real Qwen2.5-VL processor classes with the tiny spec's pixel range and normalisation."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    pixel_kwargs = dict(
+        min_pixels=spec.min_pixels,
+        max_pixels=spec.max_pixels,
+        image_mean=list(spec.image_mean),
+        image_std=list(spec.image_std),
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
+    )
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixel_kwargs),
+        # Frames arrive already sampled and sized by temporal_rl.video (Qwen's budget, qwen-vl-utils' rules).
+        video_processor=Qwen2VLVideoProcessor(**pixel_kwargs, cap_pixels_per_frame=True),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+    )
+
+
+def build_config(spec: TinySpec, tokenizer):
+    from transformers import Qwen2_5_VLConfig
+
+    token_id = tokenizer.convert_tokens_to_ids
+    head_dim = spec.hidden_size // spec.num_attention_heads
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        head_dim=head_dim,
+        max_position_embeddings=spec.max_position_embeddings,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(spec.mrope_section)},
+        bos_token_id=token_id("<|endoftext|>"),
+        eos_token_id=token_id("<|im_end|>"),
+        pad_token_id=token_id("<|endoftext|>"),
+        tie_word_embeddings=True,
+    )
+    vision_config = dict(
+        depth=spec.vision_depth,
+        hidden_size=spec.vision_hidden_size,
+        intermediate_size=spec.vision_intermediate_size,
+        num_heads=spec.vision_num_heads,
+        out_hidden_size=spec.hidden_size,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        tokens_per_second=2,
+        window_size=112,
+        fullatt_block_indexes=[spec.vision_depth - 1],
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=token_id("<|image_pad|>"),
+        video_token_id=token_id("<|video_pad|>"),
+        vision_start_token_id=token_id("<|vision_start|>"),
+        vision_end_token_id=token_id("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
+    """Write the tiny model directory and return its path. Deterministic: same spec, same bytes."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    spec = spec or TinySpec()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(spec)
+    config = build_config(spec, tokenizer)
+    torch.manual_seed(spec.seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id,
+        eos_token_id=config.text_config.eos_token_id,
+        pad_token_id=config.text_config.pad_token_id,
+        do_sample=False,
+    )
+    model.save_pretrained(out_dir)
+    build_processor(spec, tokenizer).save_pretrained(out_dir)
+    (out_dir / "tiny_spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--seed", type=int, default=TinySpec.seed, help="weight initialisation seed")
+    parser.add_argument("--hidden-size", type=int, default=TinySpec.hidden_size)
+    parser.add_argument("--layers", type=int, default=TinySpec.num_hidden_layers)
+    args = parser.parse_args(argv)
+    spec = TinySpec(seed=args.seed, hidden_size=args.hidden_size, num_hidden_layers=args.layers)
+    path = build_tiny_model(args.out, spec)
+    print(f"wrote tiny Qwen2.5-VL to {path}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Test-wide environment: pinned threads, offline hubs. Fixtures shared by several test files live here."""
+
+import os
+
+for name, value in {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}.items():
+    os.environ.setdefault(name, value)
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Qwen2.5-VL directory, built once per test session."""
+    from temporal_rl.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen2_5_vl"))
