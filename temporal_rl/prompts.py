@@ -25,8 +25,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 SPAN_FORMATS = ("json", "plain")
+# Where the video goes in the user message. "last" keeps the distance from the video to the answer fixed, which
+# a small model needs to read times off the rotary positions when query lengths vary.
+VIDEO_POSITIONS = ("first", "last")
 
 THINK_SYSTEM_PROMPT = (
     "Think about the question before you answer. First write your reasoning inside <think> </think> tags, "
@@ -167,17 +171,27 @@ def task_text(record: dict, span_format: str = "json") -> str:
     raise ValueError(f"record {record.get('id')!r}: unknown task {task!r}")
 
 
-def build_messages(record: dict, *, think: bool = False, span_format: str = "json") -> list[dict]:
+def build_messages(
+    record: dict,
+    *,
+    think: bool = False,
+    span_format: str = "json",
+    video: str | None = None,
+    video_position: str = "first",
+) -> list[dict]:
     """Conversational prompt messages for Qwen2.5-VL's chat template.
 
     Args:
         record: a canonical record (`temporal_rl.data`), or a row of `temporal_rl.data.load_dataset`.
         think: add `THINK_SYSTEM_PROMPT` as a system message.
         span_format: `"json"` or `"plain"`, the span format the prompt asks for.
+        video: the video path to carry in the video block (`{"type": "video", "video": path}`), for a trainer
+            that loads the frames itself; by default the block carries no path.
+        video_position: `"first"` (video, then the text) or `"last"` (the text, then the video).
 
     Returns:
-        `[system?, user]`; the user content is `[{"type": "video"}, {"type": "text", "text": ...}]` (the video
-        block carries no path: the trainer supplies the frames). No value is `None`.
+        `[system?, user]`; the user content is `[{"type": "video"}, {"type": "text", "text": ...}]`. No value is
+        `None`.
 
     Example:
         ```python
@@ -189,7 +203,11 @@ def build_messages(record: dict, *, think: bool = False, span_format: str = "jso
     messages = []
     if think:
         messages.append({"role": "system", "content": [{"type": "text", "text": THINK_SYSTEM_PROMPT}]})
-    content = [{"type": "video"}, {"type": "text", "text": task_text(record, span_format)}]
+    if video_position not in VIDEO_POSITIONS:
+        raise ValueError(f"unknown video_position {video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}")
+    video_block = {"type": "video"} if video is None else {"type": "video", "video": video}
+    text_block = {"type": "text", "text": task_text(record, span_format)}
+    content = [video_block, text_block] if video_position == "first" else [text_block, video_block]
     messages.append({"role": "user", "content": content})
     return messages
 
@@ -241,3 +259,35 @@ def format_answer(record: dict, *, think: bool = False, span_format: str = "json
     if think:
         return f"<think>{_reasoning(record)}</think>{body}"
     return body
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How a record becomes a prompt and a gold completion; the one place these three settings travel together.
+
+    Args:
+        think: ask for a `<think>` block before the answer.
+        span_format: `"json"` or `"plain"`, the span format the prompt asks for.
+        video_position: `"first"` or `"last"`: where the video goes in the user message.
+    """
+
+    think: bool = False
+    span_format: str = "json"
+    video_position: str = "first"
+
+    def __post_init__(self):
+        _check_span_format(self.span_format)
+        if self.video_position not in VIDEO_POSITIONS:
+            raise ValueError(
+                f"unknown video_position {self.video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}"
+            )
+
+    def messages(self, record: dict, *, video: str | None = None) -> list[dict]:
+        """`build_messages` with these options (`video`: the path to carry in the video block, if any)."""
+        return build_messages(
+            record, think=self.think, span_format=self.span_format, video=video, video_position=self.video_position
+        )
+
+    def answer(self, record: dict) -> str:
+        """`format_answer` with these options: the gold completion."""
+        return format_answer(record, think=self.think, span_format=self.span_format)

@@ -117,13 +117,21 @@ _SENTENCES = (
 
 
 def tokenizer_corpus() -> list[str]:
-    """Deterministic training text for the tiny tokenizer: the task vocabulary, prompts and answer formats."""
-    lines = []
+    """Deterministic training text for the tiny tokenizer: the task vocabulary, the project's own prompts (so
+    they cost few tokens), the chat template's words and the answer formats."""
+    from temporal_rl.prompts import SPAN_FORMATS, THINK_SYSTEM_PROMPT, task_text
+
+    lines = ["<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|im_start|>assistant\n"]
     numbers = [f"{t / 2:.1f}" for t in range(0, 121)] + ["12.25", "3.75", "00:15", "1:02:03"]
     for (s, c), letter, (t0, t1) in zip(
         itertools.product(_SHAPES, _COLOURS), itertools.cycle("ABCDE"), itertools.pairwise(itertools.cycle(numbers))
     ):
         lines.extend(sentence.format(s=s, c=c, L=letter, t0=t0, t1=t1) for sentence in _SENTENCES)
+        for span_format in SPAN_FORMATS:
+            for task in ("grounding", "mcq", "grounded_qa"):
+                record = {"task": task, "question": f"When is the {c} {s} visible?", "options": [c, s, "red", "ring"]}
+                lines.append(task_text(record, span_format))
+        lines.append(lines[0] + THINK_SYSTEM_PROMPT)
     return lines
 
 

@@ -19,7 +19,7 @@ TRL logs each as `rewards/<__name__>/mean`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporal_rl.rewards.parsing import completion_text
@@ -29,6 +29,7 @@ from temporal_rl.rewards.scoring import check_format, choice_score, free_answer_
 FORMAT_TASKS = ("grounding", "mcq", "grounded_qa")
 CHOICE_TASKS = ("mcq", "grounded_qa")
 SPAN_TASKS = ("grounding", "grounded_qa")
+RECALL_THRESHOLDS = (0.3, 0.5, 0.7)
 FREE_TEXT_TASKS = ("open_qa",)
 
 
@@ -152,6 +153,7 @@ def iou_reward(
     task: Sequence[str],
     spans: Sequence[Any],
     duration: Sequence[float] | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
     **kwargs,
 ) -> list[float | None]:
     """Temporal IoU of the completion's span with the gold spans (the best one), the span clipped to the video.
@@ -164,6 +166,9 @@ def iou_reward(
         task: the `task` column.
         spans: the `spans` column (gold `[[start, end], ...]` in seconds).
         duration: the `duration` column (seconds).
+        log_metric: TRL's per-value metric logger; when given, each scored row logs `iou/mean` and its
+            `iou/recall@{0.3,0.5,0.7}` hits, so the training logs show the IoU distribution (TRL averages the
+            values over all processes).
         **kwargs: ignored.
 
     Returns:
@@ -188,7 +193,12 @@ def iou_reward(
         if row_task not in SPAN_TASKS or row_spans is None or len(row_spans) == 0:
             rewards.append(None)
             continue
-        rewards.append(span_score(completion_text(completion), row_task, row_spans, row_duration).iou)
+        iou = span_score(completion_text(completion), row_task, row_spans, row_duration).iou
+        rewards.append(iou)
+        if log_metric is not None:
+            log_metric("iou/mean", iou)
+            for threshold in RECALL_THRESHOLDS:
+                log_metric(f"iou/recall@{threshold}", float(iou >= threshold))
     return rewards
 
 

@@ -1,0 +1,151 @@
+"""Every knob of a temporal_rl run, as dataclasses extending TRL's, parsed by `TrlParser` (YAML plus CLI overrides).
+
+- `DataArguments`: where the canonical JSONL files are.
+- `VideoArguments`: how frames are sampled and cached, and how prompts are worded (shared by GRPO and SFT).
+- `TemporalGRPOConfig(VideoArguments, GRPOConfig)`: GRPO plus the video fields and the reward names.
+- `TemporalSFTConfig(VideoArguments, SFTConfig)`: the SFT warm start on the same data and video pipeline.
+
+Invalid combinations fail in `__post_init__` with a message that says how to fix them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig, SFTConfig
+
+from temporal_rl.prompts import SPAN_FORMATS, VIDEO_POSITIONS, PromptOptions
+from temporal_rl.video import FrameCache, FrameSampling
+
+
+@dataclass
+class DataArguments:
+    """The canonical JSONL files of a run (see `temporal_rl.data`)."""
+
+    train_file: str | None = field(default=None, metadata={"help": "Canonical JSONL file to train on."})
+    eval_file: str | None = field(default=None, metadata={"help": "Canonical JSONL file to evaluate on."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval samples."})
+
+    def __post_init__(self):
+        if self.train_file is None:
+            raise ValueError("DataArguments: train_file is required (a canonical JSONL file; see temporal_rl.data)")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"DataArguments: {name} must be a positive count or null, got {value}")
+
+
+@dataclass
+class VideoArguments:
+    """Frame sampling (Qwen's frame budget), the frame cache and the prompt wording.
+
+    > Parameters that control video sampling
+
+    video_fps: frames sampled per second of video (ignored when `video_num_frames` is set).
+    video_num_frames: a fixed, even number of frames sampled uniformly instead.
+    video_min_frames, video_max_frames: bounds on the fps-derived count.
+    video_min_pixels, video_max_pixels: pixels of one frame (qwen-vl-utils' defaults; small synthetic frames need
+        a small `video_min_pixels`, or they are upscaled).
+    video_total_pixels: pixel budget of a whole video.
+    frame_cache_dir: where decoded frames are cached (default `$TEMPORAL_RL_CACHE` or ~/.cache/temporal_rl/frames).
+
+    > Parameters that control the prompt
+
+    think: ask for a `<think>` section before the answer.
+    span_format: "json" (Temporal-R1's `{"start_time": ..., "end_time": ...}`) or "plain" ("5.5 - 9.0").
+    video_position: "first" (video, then text) or "last" (text, then video: a fixed distance from the video to the
+        answer, which small models need to read times off the rotary positions).
+    """
+
+    video_fps: float = field(default=2.0, metadata={"help": "Frames sampled per second of video."})
+    video_num_frames: int | None = field(
+        default=None, metadata={"help": "Fixed even frame count sampled uniformly (overrides video_fps)."}
+    )
+    video_min_frames: int = field(default=4, metadata={"help": "Lower bound of the fps-derived frame count."})
+    video_max_frames: int = field(default=768, metadata={"help": "Upper bound of the fps-derived frame count."})
+    video_min_pixels: int = field(default=128 * 28 * 28, metadata={"help": "Minimum pixels of one frame."})
+    video_max_pixels: int = field(default=768 * 28 * 28, metadata={"help": "Maximum pixels of one frame."})
+    video_total_pixels: int = field(
+        default=int(128000 * 28 * 28 * 0.9), metadata={"help": "Pixel budget of a whole video."}
+    )
+    frame_cache_dir: str | None = field(
+        default=None, metadata={"help": "Frame cache directory (default $TEMPORAL_RL_CACHE or ~/.cache/...)."}
+    )
+    think: bool = field(default=False, metadata={"help": "Ask for a <think> section before the answer."})
+    span_format: str = field(default="json", metadata={"help": "Span answer format: 'json' or 'plain'."})
+    video_position: str = field(
+        default="first", metadata={"help": "Where the video goes in the user message: 'first' or 'last'."}
+    )
+
+    def validate_video(self) -> None:
+        if self.span_format not in SPAN_FORMATS:
+            raise ValueError(f"span_format must be one of {', '.join(SPAN_FORMATS)}, got {self.span_format!r}")
+        if self.video_position not in VIDEO_POSITIONS:
+            raise ValueError(
+                f"video_position must be one of {', '.join(VIDEO_POSITIONS)}, got {self.video_position!r}"
+            )
+        try:
+            self.frame_sampling()
+        except ValueError as err:
+            raise ValueError(f"invalid video sampling ({err}); check the video_* fields") from None
+
+    def frame_sampling(self) -> FrameSampling:
+        return FrameSampling(
+            fps=self.video_fps,
+            num_frames=self.video_num_frames,
+            min_frames=self.video_min_frames,
+            max_frames=self.video_max_frames,
+            min_pixels=self.video_min_pixels,
+            max_pixels=self.video_max_pixels,
+            total_pixels=self.video_total_pixels,
+        )
+
+    def frame_cache(self) -> FrameCache:
+        return FrameCache(self.frame_cache_dir)
+
+    def prompt_options(self) -> PromptOptions:
+        return PromptOptions(think=self.think, span_format=self.span_format, video_position=self.video_position)
+
+
+@dataclass
+class TemporalGRPOConfig(VideoArguments, GRPOConfig):
+    """`GRPOConfig` for video prompts: the video fields of `VideoArguments` plus the rewards by name.
+
+    > Parameters that control the rewards
+
+    reward_funcs: names in `temporal_rl.rewards.REWARDS` or dotted import paths; `reward_weights` (GRPOConfig)
+        weights them in the same order. Temporal-R1's released weighting is 0.5 iou + 0.5 format.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["format", "iou"],
+        metadata={"help": "Reward names (temporal_rl.rewards.REWARDS) or dotted import paths."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate_video()
+        from temporal_rl.rewards import get_reward_funcs
+
+        if not self.reward_funcs:
+            raise ValueError("reward_funcs is empty: name at least one reward, e.g. [format, iou]")
+        get_reward_funcs(self.reward_funcs)  # fails with the list of known names
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(
+                f"reward_weights has {len(self.reward_weights)} values but reward_funcs names "
+                f"{len(self.reward_funcs)} rewards ({', '.join(self.reward_funcs)}): give one weight per reward"
+            )
+        if "think_format" in self.reward_funcs and not self.think:
+            raise ValueError("the think_format reward requires think: true (the prompt must ask for <think>)")
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: GRPO's advantage compares completions of a prompt")
+
+
+@dataclass
+class TemporalSFTConfig(VideoArguments, SFTConfig):
+    """`SFTConfig` for the warm start: instruction tuning on the gold answers, same data and video pipeline."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate_video()

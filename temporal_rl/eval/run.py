@@ -1,0 +1,492 @@
+"""Evaluate a model on a canonical data file: generate, score, report (`python -m temporal_rl.eval.run`).
+
+    python -m temporal_rl.eval.run --model DIR [--adapter DIR] --data D.jsonl --out OUT [--max-samples N]
+        [--batch-size B] [--think] [--span-format json|plain] [--fps F] [--min-pixels P] [--max-pixels P]
+        [--cache-dir DIR] [--seed S]
+
+Writes into OUT:
+
+| file                | content                                                                             |
+|---------------------|-------------------------------------------------------------------------------------|
+| `predictions.jsonl` | `{"id", "completion", "prompt_tokens", "completion_tokens"}`, appended and flushed   |
+| `run_config.json`   | the settings the predictions were made with; a resumed run must use the same ones   |
+| `metrics.json`      | `evaluate`'s report, the benchmark breakdowns, the skipped records, timing          |
+| `samples.jsonl`     | per-record scores                                                                   |
+| `metrics.png`       | IoU distribution (span tasks), accuracy per task and question type (answer tasks)   |
+
+Resuming: a killed run is started again with the same command. Records already in `predictions.jsonl` are skipped;
+a torn last line (no newline: the kill hit the write) is cut off and its record generated again.
+
+Records whose video is missing or undecodable are skipped, listed at the end and in `metrics.json`, and count as
+unanswered in the metrics (every query of the data file, up to `--max-samples`, is in the denominator).
+
+Benchmark conventions on top of `evaluate` (`benchmark_breakdowns`): per source, accuracy (and mIoU for span tasks)
+broken down by a meta field, with a macro mean where the benchmark reports one: MLVU's M-Avg (mean over
+`question_type`), Video-MME by `duration_bucket` (short / medium / long), `task_type` and `domain`, LVBench by
+`question_type` (a question counts toward each of its types), MVBench's mean over `task`, NExT-GQA by `type`; any
+other source by `question_type` when its records carry one (the synthetic benchmark does).
+
+This module owns the evaluation run: loading the model, the resumable predictions file, the benchmark
+breakdowns and the figure. Generation is `temporal_rl.inference`; the metric maths are `temporal_rl.eval.metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from temporal_rl.data import RecordError, read_records, write_jsonl
+from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
+from temporal_rl.prompts import VIDEO_POSITIONS
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RUN_CONFIG_FILE = "run_config.json"
+METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.jsonl"
+FIGURE_FILE = "metrics.png"
+
+# source -> [(meta key, name of the macro mean over the key's values or None)]
+BENCHMARK_CONVENTIONS: dict[str, list[tuple[str, str | None]]] = {
+    "mlvu": [("question_type", "M-Avg")],
+    "videomme": [("duration_bucket", None), ("task_type", None), ("domain", None)],
+    "lvbench": [("question_type", None)],
+    "mvbench": [("task", "Avg")],
+    "nextgqa": [("type", None)],
+}
+DEFAULT_BREAKDOWN = [("question_type", None)]
+
+# Settings that change the predictions: a resumed run must match them.
+RESUME_KEYS = (
+    "model",
+    "adapter",
+    "data",
+    "think",
+    "span_format",
+    "video_position",
+    "sampling",
+    "max_new_tokens",
+    "do_sample",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmark breakdowns (pure)
+
+
+def _meta_values(record: Mapping[str, Any], key: str) -> list[str]:
+    value = record["meta"].get(key) if isinstance(record.get("meta"), Mapping) else None
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values]
+
+
+def group_scores(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`n`, `accuracy` (answer tasks) and `mIoU` (span tasks) of a group of per-record scores.
+
+    Example:
+        ```python
+        >>> group_scores([{"correct": True, "iou": None}, {"correct": False, "iou": None}])
+        {'n': 2, 'accuracy': 50.0}
+        ```
+    """
+    scores: dict[str, Any] = {"n": len(samples)}
+    answered = [s["correct"] for s in samples if s["correct"] is not None]
+    ious = [s["iou"] for s in samples if s["iou"] is not None]
+    if answered:
+        scores["accuracy"] = accuracy(answered)
+    if ious:
+        scores["mIoU"] = mean_percent(ious)
+    return scores
+
+
+def breakdown(
+    records: Sequence[Mapping[str, Any]], samples: Sequence[Mapping[str, Any]], key: str
+) -> dict[str, dict[str, Any]]:
+    """Scores per value of `record["meta"][key]`; a list-valued field counts the record toward each of its values.
+
+    Records without the key are left out. Values in sorted order.
+    """
+    groups: dict[str, list] = {}
+    for record, sample in zip(records, samples, strict=True):
+        for value in _meta_values(record, key):
+            groups.setdefault(value, []).append(sample)
+    return {value: group_scores(groups[value]) for value in sorted(groups)}
+
+
+def macro_mean(groups: Mapping[str, Mapping[str, Any]], metric: str = "accuracy") -> float:
+    """The unweighted mean of `metric` over groups (MLVU's M-Avg, MVBench's average); 0 without groups."""
+    values = [group[metric] for group in groups.values() if metric in group]
+    return math.fsum(values) / len(values) if values else 0.0
+
+
+def benchmark_breakdowns(
+    records: Sequence[Mapping[str, Any]], samples: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per source, the benchmark's breakdowns (`BENCHMARK_CONVENTIONS`, else by `question_type`) and macro means.
+
+    Args:
+        records: the canonical records, in the order of `samples`.
+        samples: their per-record scores (`temporal_rl.eval.metrics.score_record`).
+
+    Returns:
+        `{source: {meta key: {value: {"n", "accuracy"?, "mIoU"?}}, macro name: value}}`; sources whose records
+        carry none of the keys are left out.
+    """
+    by_source: dict[str, tuple[list, list]] = {}
+    for record, sample in zip(records, samples, strict=True):
+        pair = by_source.setdefault(record["source"], ([], []))
+        pair[0].append(record)
+        pair[1].append(sample)
+    result: dict[str, dict[str, Any]] = {}
+    for source in sorted(by_source):
+        source_records, source_samples = by_source[source]
+        entry: dict[str, Any] = {}
+        for key, macro_name in BENCHMARK_CONVENTIONS.get(source, DEFAULT_BREAKDOWN):
+            groups = breakdown(source_records, source_samples, key)
+            if not groups:
+                continue
+            entry[key] = groups
+            if macro_name:
+                entry[macro_name] = macro_mean(groups)
+        if entry:
+            result[source] = entry
+    return result
+
+
+def format_breakdowns(breakdowns: Mapping[str, Mapping[str, Any]]) -> str:
+    """The breakdowns as indented text: one block per source and key, a line per value."""
+    lines = []
+    for source, entry in breakdowns.items():
+        for key, groups in entry.items():
+            if not isinstance(groups, Mapping):
+                lines.append(f"{source}  {key} {groups:.2f}")
+                continue
+            lines.append(f"{source} by {key}")
+            width = max(len(value) for value in groups)
+            for value, scores in groups.items():
+                cells = [f"n {scores['n']}"] + [f"{m} {scores[m]:.2f}" for m in ("accuracy", "mIoU") if m in scores]
+                lines.append(f"  {value.ljust(width)}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The predictions file
+
+
+def drop_torn_tail(path: Path) -> bool:
+    """Cut a last line that lacks its newline (a write interrupted by a kill). Returns whether it cut anything."""
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    return True
+
+
+def append_prediction(handle, row: Mapping[str, Any]) -> None:
+    """One JSON line, written whole and flushed, so a kill leaves at most one torn line."""
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+
+
+def check_resume_settings(out: Path, settings: Mapping[str, Any], has_predictions: bool) -> None:
+    """Refuse to add predictions made with other settings to an existing predictions file; record the settings."""
+    path = out / RUN_CONFIG_FILE
+    if has_predictions and path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = [key for key in RESUME_KEYS if previous.get(key) != settings.get(key)]
+        if changed:
+            details = ", ".join(f"{key}: {previous.get(key)!r} -> {settings.get(key)!r}" for key in changed)
+            raise RecordError(
+                f"the predictions there were made with other settings ({details}); use another --out or delete it",
+                path=out / PREDICTIONS_FILE,
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model loading and generation
+
+
+def load_model(model_path: str, adapter: str | None, device: str, dtype: str):
+    """The model (with the PEFT adapter applied, if any) in eval mode on `device`, and its processor."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype))
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    processor = AutoProcessor.from_pretrained(model_path)
+    return model.to(device).eval(), processor
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions_path: Path) -> dict[str, Any]:
+    """Generate a completion for each record of `todo`, appending to the predictions file as they come.
+
+    Returns:
+        `{"skipped": [{"id", "reason"}], "generated", "load_seconds", "seconds", "completion_tokens"}`: `seconds`
+        is the generation time (frames, prompts and generate), after the model loaded in `load_seconds`.
+    """
+    from tqdm import tqdm
+
+    from temporal_rl.inference import GenerationOptions, iter_generations
+    from temporal_rl.prompts import PromptOptions
+    from temporal_rl.video import FrameCache
+
+    skipped: list[dict[str, str]] = []
+    generated, completion_tokens, load_seconds = 0, 0, 0.0
+    start = time.perf_counter()
+    if todo:
+        model, processor = load_model(args.model, args.adapter, args.device, args.dtype)
+        load_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        options = GenerationOptions(
+            max_new_tokens=args.max_new_tokens,
+            do_sample=args.do_sample,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        bar = tqdm(total=len(todo), desc="eval", unit="sample", file=sys.stderr, disable=args.no_progress)
+
+        def skip(record, error):
+            skipped.append({"id": str(record.get("id")), "reason": error.reason})
+            bar.update(1)
+
+        with bar, open(predictions_path, "a", encoding="utf-8") as handle:
+            for generation in iter_generations(
+                model,
+                processor,
+                todo,
+                sampling_of(args),
+                FrameCache(args.cache_dir),
+                prompt=PromptOptions(
+                    think=args.think, span_format=args.span_format, video_position=args.video_position
+                ),
+                generation=options,
+                on_error=skip,
+            ):
+                append_prediction(
+                    handle,
+                    {
+                        "id": generation.record_id,
+                        "completion": generation.completions[0],
+                        "prompt_tokens": generation.prompt_tokens,
+                        "completion_tokens": generation.completion_tokens[0],
+                    },
+                )
+                generated += 1
+                completion_tokens += generation.completion_tokens[0]
+                bar.update(1)
+            os.fsync(handle.fileno())
+    return {
+        "skipped": skipped,
+        "generated": generated,
+        "load_seconds": load_seconds,
+        "seconds": time.perf_counter() - start,
+        "completion_tokens": completion_tokens,
+    }
+
+
+def sampling_of(args: argparse.Namespace):
+    from temporal_rl.video import FrameSampling
+
+    return FrameSampling(
+        fps=args.fps, num_frames=args.num_frames, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figure
+
+
+def write_figure(path: Path, samples: Sequence[Mapping[str, Any]], breakdowns: Mapping[str, Any], report) -> None:
+    """IoU histogram for span tasks, accuracy bars per task and per question type for answer tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ious = [s["iou"] for s in samples if s["task"] in SPAN_TASKS]
+    bars = _accuracy_bars(report, breakdowns)
+    panels = [p for p in ("iou", "accuracy") if (p == "iou" and ious) or (p == "accuracy" and bars)]
+    if not panels:
+        return
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=True):
+        if panel == "iou":
+            axis.hist(ious, bins=[i / 20 for i in range(21)], color="tab:blue", edgecolor="white")
+            axis.axvline(
+                sum(ious) / len(ious), color="tab:red", linestyle="--", label=f"mean {mean_percent(ious):.1f}%"
+            )
+            axis.set(xlabel="temporal IoU", ylabel="queries", title=f"IoU distribution (n={len(ious)})", xlim=(0, 1))
+            axis.legend()
+        else:
+            names, values = zip(*bars, strict=True)
+            axis.bar_label(axis.barh(range(len(values)), values, color="tab:green"), fmt="%.1f", padding=2)
+            axis.set_yticks(range(len(values)), names, fontsize=8)
+            axis.invert_yaxis()
+            axis.set(xlabel="accuracy (%)", xlim=(0, 100), title="accuracy per task and type")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _accuracy_bars(report: Mapping[str, Any], breakdowns: Mapping[str, Any]) -> list[tuple[str, float]]:
+    bars = []
+    for task, metrics in report["tasks"].items():
+        for name in ("accuracy", "Acc@QA"):
+            if name in metrics:
+                bars.append((f"{task} (n={metrics['n']})", metrics[name]))
+    for source, entry in breakdowns.items():
+        for groups in entry.values():
+            if isinstance(groups, Mapping):
+                bars += [(f"{source} {value}", s["accuracy"]) for value, s in groups.items() if "accuracy" in s]
+    return bars
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m temporal_rl.eval.run",
+        description="Generate predictions for a canonical data file with a model, then score them.",
+    )
+    parser.add_argument("--model", required=True, help="model directory or Hub id (with its processor)")
+    parser.add_argument("--adapter", default=None, help="PEFT (LoRA) adapter directory to apply to the model")
+    parser.add_argument("--data", required=True, help="canonical JSONL file")
+    parser.add_argument("--out", required=True, help="output folder (predictions, metrics, figure)")
+    parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N records only")
+    parser.add_argument("--batch-size", type=int, default=8, help="records per generate call")
+    parser.add_argument("--think", action="store_true", help="ask for a <think> block before the answer")
+    parser.add_argument("--span-format", choices=("json", "plain"), default="json")
+    parser.add_argument("--video-position", choices=VIDEO_POSITIONS, default="first")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
+    parser.add_argument("--num-frames", type=int, default=None, help="a fixed frame count instead of --fps")
+    parser.add_argument("--min-pixels", type=int, default=128 * 28 * 28, help="minimum pixels per frame")
+    parser.add_argument("--max-pixels", type=int, default=768 * 28 * 28, help="maximum pixels per frame")
+    parser.add_argument("--cache-dir", default=None, help="frame cache (default $TEMPORAL_RL_CACHE or ~/.cache)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.max_samples is not None and args.max_samples < 1:
+        parser.error("--max-samples must be positive")
+    return args
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": str(args.model),
+        "adapter": None if args.adapter is None else str(args.adapter),
+        "data": str(Path(args.data).resolve()),
+        "think": args.think,
+        "span_format": args.span_format,
+        "video_position": args.video_position,
+        "sampling": sampling_of(args).to_dict(),
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.device = args.device or default_device()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions_path = out / PREDICTIONS_FILE
+    try:
+        all_records = read_records(args.data, check_video=False)
+        records = all_records[: args.max_samples] if args.max_samples else all_records
+        known_ids = [record["id"] for record in all_records]
+        if drop_torn_tail(predictions_path):
+            sys.stderr.write(f"{predictions_path}: dropped a torn last line (interrupted write)\n")
+        done = read_predictions(predictions_path, known_ids) if predictions_path.is_file() else {}
+        check_resume_settings(out, run_settings(args), has_predictions=bool(done))
+    except (RecordError, ValueError) as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    todo = [record for record in records if record["id"] not in done]
+    if done:
+        sys.stderr.write(f"resuming: {len(records) - len(todo)} of {len(records)} records already predicted\n")
+
+    run = generate_predictions(args, todo, predictions_path)
+    completions = read_predictions(predictions_path, known_ids)
+    report, samples = evaluate(records, {r["id"]: completions[r["id"]] for r in records if r["id"] in completions})
+    breakdowns = benchmark_breakdowns(records, samples)
+    report = {
+        "data": str(args.data),
+        "model": str(args.model),
+        "adapter": args.adapter,
+        **report,
+        "breakdowns": breakdowns,
+        "skipped": run["skipped"],
+        "run": {
+            "generated": run["generated"],
+            "load_seconds": round(run["load_seconds"], 3),
+            "seconds": round(run["seconds"], 3),
+            "samples_per_second": round(run["generated"] / run["seconds"], 3) if run["generated"] else None,
+            "mean_completion_tokens": run["completion_tokens"] / run["generated"] if run["generated"] else None,
+            "settings": run_settings(args),
+        },
+    }
+    (out / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_jsonl(out / SAMPLES_FILE, samples)
+    write_figure(out / FIGURE_FILE, samples, breakdowns, report)
+    sys.stdout.write(_summary(report) + "\n")
+    return 0
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    parts = [format_report(report)]
+    if report["breakdowns"]:
+        parts.append(format_breakdowns(report["breakdowns"]))
+    run = report["run"]
+    if run["generated"]:
+        parts.append(
+            f"generated {run['generated']} in {run['seconds']:.2f} s ({run['samples_per_second']:.2f} samples/s; "
+            f"model load {run['load_seconds']:.2f} s)"
+        )
+    if report["skipped"]:
+        lines = [f"skipped {len(report['skipped'])} record(s), counted as unanswered:"]
+        lines += [f"  {row['id']}: {row['reason']}" for row in report["skipped"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""`TemporalGRPOTrainer`: TRL's GRPOTrainer made correct for video prompts.
+
+Stock TRL 1.16 generates with the video but computes the old, reference and policy log-probs of the loss without it
+(no `pixel_values_videos`, no grid, flat positions) and raises no error: it trains a different model than it
+sampled from. Here every forward — generation, old and reference log-probs, the policy forward — sees each row's
+own video, grid, `second_per_grid_ts` and token types, through TRL's shuffle and split.
+
+This module owns the TRL override points and nothing else: frames come from `temporal_rl.video`, prompts from
+`temporal_rl.prompts`, rewards from `temporal_rl.rewards`, per-row video bookkeeping from `video_inputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import datasets
+import torch
+from trl import GRPOTrainer
+
+from temporal_rl.configs import TemporalGRPOConfig
+from temporal_rl.inference import vision_token_ids
+from temporal_rl.prompts import PromptOptions
+from temporal_rl.rewards import get_reward_funcs
+from temporal_rl.trainers.video_inputs import VideoRows, encode_video_prompts, mm_token_type_ids
+
+
+def add_video_prompts(dataset: datasets.Dataset, options: PromptOptions) -> datasets.Dataset:
+    """Add the `prompt` column (chat messages with the row's video path) to a canonical dataset."""
+
+    def prompt_of(row: dict) -> dict:
+        return {"prompt": options.messages(row, video=row["video"])}
+
+    return dataset.map(prompt_of, desc="video prompts")
+
+
+class TemporalGRPOTrainer(GRPOTrainer):
+    """GRPO on canonical video data (grounding, mcq, grounded_qa rows, mixed in a batch if wanted).
+
+    Takes a canonical dataset (`temporal_rl.data.load_dataset`) and adds the prompts itself; rewards default to
+    `args.reward_funcs` by name. Overrides of `trl.GRPOTrainer` (TRL 1.16.0):
+
+    - `_tokenize_prompts`: frames from the frame cache with their real fps (one processor call per distinct
+      prompt and video), and records each row's video inputs;
+    - `_generate_and_score_completions`: adds those inputs to the rollout batch, so they are shuffled and split
+      with the rows they belong to;
+    - `_compute_loss`: makes the batch's video inputs those of the policy forward;
+    - `_get_per_token_logps_and_entropies`: feeds each chunk of rows its videos, grids, times and token types.
+
+    The constructor also stops generation from sampling vision special tokens. Images are not supported.
+    """
+
+    _tag_names = ["trl", "grpo", "temporal-rl", "video"]
+
+    def __init__(
+        self,
+        model,
+        args: TemporalGRPOConfig,
+        train_dataset: datasets.Dataset,
+        eval_dataset: datasets.Dataset | None = None,
+        processing_class=None,
+        reward_funcs=None,
+        **kwargs,
+    ):
+        if not isinstance(args, TemporalGRPOConfig):
+            raise TypeError(f"args must be a TemporalGRPOConfig, got {type(args).__name__}")
+        if "prompt" not in train_dataset.column_names:
+            train_dataset = add_video_prompts(train_dataset, args.prompt_options())
+        if eval_dataset is not None and "prompt" not in eval_dataset.column_names:
+            eval_dataset = add_video_prompts(eval_dataset, args.prompt_options())
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs if reward_funcs is not None else get_reward_funcs(args.reward_funcs),
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.frame_sampling = args.frame_sampling()
+        self.frame_cache = args.frame_cache()
+        self._video_rows: VideoRows | None = None
+        suppressed = sorted(
+            set(self.generation_config.suppress_tokens or []) | set(vision_token_ids(self.processing_class))
+        )
+        self.generation_config.suppress_tokens = suppressed
+        if self.generation_kwargs is not None:
+            self.generation_kwargs["suppress_tokens"] = suppressed
+
+    @contextmanager
+    def _videos_of(self, rows: VideoRows) -> Iterator[None]:
+        previous, self._video_rows = self._video_rows, rows
+        try:
+            yield
+        finally:
+            self._video_rows = previous
+
+    def _tokenize_prompts(self, prompts: list):
+        template_kwargs = dict(self.chat_template_kwargs or {})
+        if self.chat_template is not None:
+            template_kwargs["chat_template"] = self.chat_template
+        prompt_ids, rows, videos = encode_video_prompts(
+            self.processing_class, prompts, self.frame_sampling, self.frame_cache, template_kwargs
+        )
+        # Kept until the rollout is scored: the old and reference log-probs inside the parent's
+        # `_generate_and_score_completions` read the rows from here.
+        self._video_rows = rows
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["video/frames_decoded"].append(float(sum(v.decoded_frames for v in videos)))
+        self._metrics[mode]["video/vision_patches"].append(float(rows.video_grid_thw.prod(dim=-1).sum()))
+        fields = rows.model_kwargs(0, len(rows))
+        fields["mm_token_type_ids"] = [
+            mm_token_type_ids(torch.tensor(ids), self._image_pad_token_id, self._video_pad_token_id).tolist()
+            for ids in prompt_ids
+        ]
+        return prompt_ids, None, fields
+
+    def _generate_and_score_completions(self, inputs):
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            output.update(self._video_rows.as_batch())
+        finally:
+            self._video_rows = None
+        return output
+
+    def _compute_loss(self, model, inputs):
+        with self._videos_of(VideoRows.from_batch(inputs)):
+            return super()._compute_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **image_inputs,
+    ):
+        """Per-token log-probs (B, logits_to_keep) of the completion tokens, each row with its own video.
+
+        Same contract and chunking as the parent's; the image arguments it receives from TRL are all None here.
+        """
+        if any(value is not None for value in image_inputs.values()):
+            raise ValueError("TemporalGRPOTrainer trains on videos only; image inputs are not supported")
+        rows = self._video_rows
+        if rows is None or len(rows) != input_ids.size(0):
+            raise RuntimeError(
+                f"no video inputs for this forward ({0 if rows is None else len(rows)} rows for "
+                f"{input_ids.size(0)} sequences): a video forward must run inside a rollout or a loss computation"
+            )
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies, all_aux_losses = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids, mask = input_ids[start:end], attention_mask[start:end]
+            model_inputs = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "mm_token_type_ids": mm_token_type_ids(ids, self._image_pad_token_id, self._video_pad_token_id),
+                **rows.model_kwargs(start, end, ids.device),
+            }
+            if compute_aux_loss:
+                model_inputs["output_router_logits"] = True
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100  # only the completion tokens are scored
+            with self.accelerator.autocast():
+                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux_losses.append(outputs.aux_loss)
+        logps = torch.cat(all_logps, dim=0)
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        aux_loss = torch.stack(all_aux_losses).mean() if compute_aux_loss else None
+        return logps, entropies, aux_loss

@@ -1,0 +1,152 @@
+"""Video prompts as model inputs: one processor call per distinct (prompt, video), per-row tensors that share it.
+
+A GRPO batch holds each prompt G times. Each distinct (prompt text, video) is run through the processor once; the
+G rows then hold references to the same `pixel_values_videos` tensor, never copies, and never a
+`repeat_interleave` over flattened patches (which reorders patches across frames).
+
+`VideoRows` keeps, per row: the video's patches, its grid `(t, h, w)` and `second_per_grid_ts`. Rows can be
+permuted and split like any per-sample list or tensor (TRL's `shuffle_sequence_dict` / `split_tensor_dict`), and
+`model_kwargs(start, end)` assembles what Qwen2.5-VL's forward needs for a slice of rows.
+
+This module owns that bookkeeping and the prompt rendering; it does not decode (see `temporal_rl.video`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
+
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+# mm_token_type_ids convention of Qwen2.5-VL's processor (and TRL): 0 text, 1 image, 2 video.
+IMAGE_TOKEN_TYPE, VIDEO_TOKEN_TYPE = 1, 2
+
+
+def strip_none(value):
+    """A copy of a message structure without None-valued keys (Arrow adds them to stored prompts)."""
+    if isinstance(value, dict):
+        return {k: strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_none(v) for v in value]
+    return value
+
+
+def prompt_video_path(prompt: list[dict]) -> str:
+    """The path of the one video block of a conversational prompt.
+
+    Raises:
+        ValueError: the prompt has no video block with a path, or more than one video.
+    """
+    paths = [
+        part["video"]
+        for message in prompt
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "video"
+    ]
+    if len(paths) != 1 or not isinstance(paths[0], str):
+        raise ValueError(
+            f"a video prompt needs exactly one {{'type': 'video', 'video': <path>}} block, found {paths!r}; "
+            "build prompts with temporal_rl.prompts.build_messages(record, video=path)"
+        )
+    return paths[0]
+
+
+@dataclass
+class VideoRows:
+    """Per-row video inputs of a batch.
+
+    Attributes:
+        pixel_values_videos: B tensors, row i of shape (t_i * h_i * w_i, C * T_patch * P * P); rows of one video
+            share one tensor.
+        video_grid_thw: (B, 3) int64, the patch grid of each row's video.
+        second_per_grid_ts: (B,) float32, seconds per temporal patch of each row's video.
+    """
+
+    pixel_values_videos: list[torch.Tensor]
+    video_grid_thw: torch.Tensor
+    second_per_grid_ts: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.pixel_values_videos)
+
+    @classmethod
+    def from_batch(cls, batch: dict) -> VideoRows:
+        """The rows stored under `VIDEO_KEYS` in a (shuffled, split) batch dict."""
+        missing = [key for key in VIDEO_KEYS if key not in batch]
+        if missing:
+            raise KeyError(f"the batch has no {', '.join(missing)}: it did not come from a video rollout")
+        return cls(*(batch[key] for key in VIDEO_KEYS))
+
+    def as_batch(self) -> dict:
+        return {
+            "pixel_values_videos": self.pixel_values_videos,
+            "video_grid_thw": self.video_grid_thw,
+            "second_per_grid_ts": self.second_per_grid_ts,
+        }
+
+    def model_kwargs(self, start: int, end: int, device: torch.device | None = None) -> dict:
+        """Qwen2.5-VL forward arguments for rows [start, end): their patches concatenated in row order."""
+        pixels = torch.cat(self.pixel_values_videos[start:end], dim=0)
+        kwargs = {
+            "pixel_values_videos": pixels,
+            "video_grid_thw": self.video_grid_thw[start:end],
+            "second_per_grid_ts": self.second_per_grid_ts[start:end],
+        }
+        return {k: v.to(device) for k, v in kwargs.items()} if device is not None else kwargs
+
+
+def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int | None, video_token_id: int) -> torch.Tensor:
+    """(B, L) token types of `input_ids` (B, L): 2 on video placeholders, 1 on image placeholders, else 0."""
+    types = torch.zeros_like(input_ids)
+    types[input_ids == video_token_id] = VIDEO_TOKEN_TYPE
+    if image_token_id is not None:
+        types[input_ids == image_token_id] = IMAGE_TOKEN_TYPE
+    return types
+
+
+def encode_video_prompts(
+    processor,
+    prompts: list[list[dict]],
+    sampling: FrameSampling,
+    cache: FrameCache | None,
+    chat_template_kwargs: dict | None = None,
+) -> tuple[list[list[int]], VideoRows, list[SampledVideo]]:
+    """Render and tokenize video prompts, with each video's frames from the cache and their real fps.
+
+    Args:
+        processor: a Qwen2.5-VL processor.
+        prompts: B conversational prompts, each with exactly one video block carrying a path.
+        sampling, cache: how frames are taken (`temporal_rl.video.load_video`).
+        chat_template_kwargs: extra arguments of `apply_chat_template`.
+
+    Returns:
+        prompt_ids: B lists of token ids (video placeholders expanded), unpadded.
+        rows: the B rows' video inputs (rows of one distinct prompt share tensors).
+        videos: the distinct videos loaded, in first-seen order (for counting the work).
+    """
+    chat_template_kwargs = chat_template_kwargs or {}
+    texts, paths = [], []
+    for prompt in prompts:
+        paths.append(prompt_video_path(prompt))
+        texts.append(
+            processor.apply_chat_template(
+                strip_none(prompt), tokenize=False, add_generation_prompt=True, **chat_template_kwargs
+            )
+        )
+    videos = {path: load_video(path, sampling, cache) for path in dict.fromkeys(paths)}
+    encoded = {}
+    for key in dict.fromkeys(zip(texts, paths, strict=True)):
+        text, path = key
+        encoded[key] = processor(text=[text], return_tensors="pt", **processor_video_kwargs([videos[path]]))
+    keys = list(zip(texts, paths, strict=True))
+    prompt_ids = [encoded[key]["input_ids"][0].tolist() for key in keys]
+    rows = VideoRows(
+        pixel_values_videos=[encoded[key]["pixel_values_videos"] for key in keys],
+        video_grid_thw=torch.cat([encoded[key]["video_grid_thw"] for key in keys]),
+        second_per_grid_ts=torch.cat([torch.as_tensor(encoded[key]["second_per_grid_ts"]) for key in keys]).float(),
+    )
+    return prompt_ids, rows, list(videos.values())

@@ -1,0 +1,208 @@
+"""TemporalGRPOTrainer: the loss-side log-probs are those of the model given each row's video.
+
+The reference is an independent forward per row: the processor on the row's prompt and its video (decoded
+afresh, not from the trainer's cache) plus the sampled completion ids, one sequence, no padding. Stock
+GRPOTrainer, given the same video rollouts, fails the same comparison.
+"""
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from trl import GRPOTrainer
+
+from data_tools.synth import generate_dataset
+from temporal_rl.configs import TemporalGRPOConfig
+from temporal_rl.data import load_dataset, read_records, write_jsonl
+from temporal_rl.inference import vision_token_ids
+from temporal_rl.prompts import build_messages
+from temporal_rl.rewards import get_reward_funcs
+from temporal_rl.trainers import TemporalGRPOTrainer, add_video_prompts
+from temporal_rl.trainers.video_inputs import encode_video_prompts
+from temporal_rl.video import decode_video, processor_video_kwargs
+
+SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 56 * 56}
+
+
+@pytest.fixture(scope="module")
+def mixed_jsonl(tmp_path_factory):
+    """Grounding, mcq and grounded_qa rows of different video lengths, interleaved, in one canonical file."""
+    root = tmp_path_factory.mktemp("mixed")
+    per_task = {}
+    for task in ("grounding", "mcq", "grounded_qa"):
+        generate_dataset(task, "train", 4, "trainer-test", root / task, workers=1, progress=False)
+        per_task[task] = read_records(root / task / "data.jsonl")
+    rows = [per_task[task][i] for i in range(4) for task in per_task]
+    for number, row in enumerate(rows):  # a unique question lets the test find each row's record again
+        row["question"] = f"{row['question']} (clip {number})"
+    write_jsonl(root / "data.jsonl", rows)
+    return root / "data.jsonl"
+
+
+def _config(tmp_path, **overrides):
+    settings = dict(
+        output_dir=str(tmp_path / "out"),
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=4,
+        num_generations=4,
+        steps_per_generation=2,  # a generation batch of 8 rows is shuffled and split into 2 micro-batches
+        max_completion_length=12,
+        temperature=1.0,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=0.0,  # parameters stay put, so the reference forward sees the same model
+        beta=0.04,  # the reference log-probs are computed (and checked) too
+        span_format="plain",
+        reward_funcs=["format", "iou", "accuracy"],
+        frame_cache_dir=str(tmp_path / "frames"),
+        seed=0,
+        **SMALL_FRAMES,
+    )
+    settings.update(overrides)
+    return TemporalGRPOConfig(**settings)
+
+
+def _capturing(trainer_cls):
+    """A subclass recording, for each loss computation, the rows and their per-token log-probs: the policy's, and
+    the old and reference ones computed during the rollout (they arrive shuffled and split with the rows)."""
+
+    class Capturing(trainer_cls):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.captured, self.rollout_logps, self._in_loss = [], [], False
+
+        def _compute_loss(self, model, inputs):
+            self.rollout_logps.append({k: inputs.get(k) for k in ("old_per_token_logps", "ref_per_token_logps")})
+            self._in_loss = True
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._in_loss = False
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kw):
+            result = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kw
+            )
+            if self._in_loss:
+                self.captured.append((input_ids.clone(), attention_mask.clone(), logits_to_keep, result[0].detach()))
+            return result
+
+    return Capturing
+
+
+class StockTrainerWithVideoRollouts(GRPOTrainer):
+    """Stock GRPOTrainer; only its prompt tokenization is given our frames, so that it can generate at all."""
+
+    def _tokenize_prompts(self, prompts):
+        prompt_ids, rows, _ = encode_video_prompts(self.processing_class, prompts, self.sampling, None)
+        fields = rows.model_kwargs(0, len(rows))
+        video_id = self._video_pad_token_id
+        fields["mm_token_type_ids"] = [[2 if t == video_id else 0 for t in ids] for ids in prompt_ids]
+        return prompt_ids, None, fields
+
+
+def _reference_logps(model, processor, record, prompt_ids, completion_ids, sampling, span_format):
+    """Log-probs of `completion_ids` after the record's prompt and video, from one unpadded forward."""
+    messages = build_messages(record, span_format=span_format)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    video = decode_video(record["video"], sampling)
+    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
+    assert inputs["input_ids"][0].tolist() == prompt_ids  # the trainer's prompt is this prompt
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([completion_ids])], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["mm_token_type_ids"] = torch.cat(
+        [inputs["mm_token_type_ids"], torch.zeros((1, len(completion_ids)), dtype=torch.long)], dim=1
+    )
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -len(completion_ids) - 1 : -1].double()
+    return torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(completion_ids)[:, None])[:, 0]
+
+
+def _max_logp_errors(trainer, records_by_question, model, processor, config):
+    """Largest |trainer log-prob - reference log-prob| over every completion token of every captured row, for the
+    policy, old and reference log-probs."""
+    tokenizer = processor.tokenizer
+    pad = tokenizer.pad_token_id
+    worst, checked = {"policy": 0.0, "old": 0.0, "ref": 0.0}, 0
+    for (input_ids, attention_mask, logits_to_keep, logps), rollout in zip(
+        trainer.captured, trainer.rollout_logps, strict=True
+    ):
+        for row in range(input_ids.size(0)):
+            valid = attention_mask[row].bool()
+            ids = input_ids[row][valid].tolist()
+            completion_mask = attention_mask[row, -logits_to_keep:].bool()
+            completion_ids = input_ids[row, -logits_to_keep:][completion_mask].tolist()
+            prompt_ids = ids[: len(ids) - len(completion_ids)]
+            assert pad not in prompt_ids or pad == tokenizer.eos_token_id
+            prompt_text = tokenizer.decode(prompt_ids)
+            matches = [r for q, r in records_by_question.items() if f"{q}" in prompt_text]
+            assert len(matches) == 1, prompt_text
+            reference = _reference_logps(
+                model, processor, matches[0], prompt_ids, completion_ids, config.frame_sampling(), config.span_format
+            )
+            for name, values in (
+                ("policy", logps),
+                ("old", rollout["old_per_token_logps"]),
+                ("ref", rollout["ref_per_token_logps"]),
+            ):
+                got = values[row, -logits_to_keep:][completion_mask].double()
+                worst[name] = max(worst[name], float((got - reference).abs().max()))
+            checked += len(completion_ids)
+    assert checked > 0
+    return worst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer_cls", [TemporalGRPOTrainer, StockTrainerWithVideoRollouts], ids=["ours", "stock"])
+def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model_dir, mixed_jsonl, tmp_path):
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    config = _config(tmp_path)
+    dataset = load_dataset(mixed_jsonl)
+    records_by_question = {r["question"]: r for r in read_records(mixed_jsonl)}
+    assert len(records_by_question) == len(dataset)
+    if trainer_cls is StockTrainerWithVideoRollouts:
+        dataset = add_video_prompts(dataset, config.prompt_options())
+    trainer = _capturing(trainer_cls)(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        reward_funcs=get_reward_funcs(config.reward_funcs),
+    )
+    trainer.sampling = config.frame_sampling()
+    trainer.train()
+    assert len(trainer.captured) == config.max_steps  # one policy forward per optimizer step (no accumulation)
+    errors = _max_logp_errors(trainer, records_by_question, model.eval(), processor, config)
+    print(f"{trainer_cls.__name__}: max |log-prob error| {errors}")
+    if trainer_cls is TemporalGRPOTrainer:
+        assert max(errors.values()) < 1e-5
+    else:  # stock TRL scores the completions without the video, in every loss-side forward
+        assert min(errors.values()) > 1e-2
+
+
+@pytest.mark.slow
+def test_vision_tokens_are_never_sampled_and_mixed_tasks_are_scored(tiny_model_dir, mixed_jsonl, tmp_path):
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    forbidden = vision_token_ids(processor)
+
+    def favour_vision_tokens(module, inputs, output):  # the model alone would emit them every time
+        output[..., forbidden] += 1e4
+        return output
+
+    model.lm_head.register_forward_hook(favour_vision_tokens)
+    config = _config(tmp_path, max_steps=1, steps_per_generation=1, beta=0.0)
+    trainer = _capturing(TemporalGRPOTrainer)(
+        model=model, args=config, train_dataset=load_dataset(mixed_jsonl), processing_class=processor
+    )
+    trainer.train()
+    ((input_ids, attention_mask, logits_to_keep, _),) = trainer.captured
+    completions = input_ids[:, -logits_to_keep:][attention_mask[:, -logits_to_keep:].bool()]
+    assert completions.numel() > 0 and not torch.isin(completions, torch.tensor(forbidden)).any()
+    logged = trainer.state.log_history[0]
+    for name in ("format_reward", "iou_reward", "accuracy_reward"):  # each scored the rows of its tasks
+        assert f"rewards/{name}/mean" in logged
