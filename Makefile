@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 DEMO_DIR ?= runs/demo
+SEED ?= 0
 
-.PHONY: install test lint format demo clean publish
+.PHONY: install test lint format demo clean publish filter-data filter-experiment
 
 install: $(STAMP)
 
@@ -37,20 +38,10 @@ format: install
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
 
-# The main job on the embedded default: a tiny Qwen2.5-VL and a synthetic grounding benchmark, built offline,
-# scored with the blind baselines every grounding result should be read against.
+# The main job on the embedded default: tiny Qwen2.5-VL + synthetic grounding, SFT warm start, GRPO with the IoU
+# reward, held-out evaluation against blind baselines; writes $(DEMO_DIR)/report.json and report.png.
 demo: install
-	$(RUN_ENV) $(PY) -m temporal_rl.models.tiny --out $(DEMO_DIR)/tiny-model
-	$(RUN_ENV) $(PY) -m data_tools.synth --task grounding --split train --n 200 --namespace demo --out $(DEMO_DIR)/data/train
-	$(RUN_ENV) $(PY) -m data_tools.synth --task grounding --split test --n 100 --namespace demo --out $(DEMO_DIR)/data/test
-	$(RUN_ENV) $(PY) -m temporal_rl.eval.baselines --kind whole_video --data $(DEMO_DIR)/data/test/data.jsonl \
-		--out $(DEMO_DIR)/whole_video/predictions.jsonl
-	$(RUN_ENV) $(PY) -m temporal_rl.eval --data $(DEMO_DIR)/data/test/data.jsonl \
-		--predictions $(DEMO_DIR)/whole_video/predictions.jsonl --out $(DEMO_DIR)/whole_video/metrics.json
-	$(RUN_ENV) $(PY) -m temporal_rl.eval.baselines --kind mean_span --train $(DEMO_DIR)/data/train/data.jsonl \
-		--data $(DEMO_DIR)/data/test/data.jsonl --out $(DEMO_DIR)/mean_span/predictions.jsonl
-	$(RUN_ENV) $(PY) -m temporal_rl.eval --data $(DEMO_DIR)/data/test/data.jsonl \
-		--predictions $(DEMO_DIR)/mean_span/predictions.jsonl --out $(DEMO_DIR)/mean_span/metrics.json
+	$(RUN_ENV) $(PY) recipes/demo.py --output_dir $(DEMO_DIR) --seed $(SEED)
 
 # Upload a LoRA adapter with a generated model card; the token comes from the HF_TOKEN environment variable and is
 # never written. DRY_RUN=<dir> writes exactly the folder that would be uploaded, and uploads nothing. Optional:
@@ -60,3 +51,19 @@ publish: install
 	PYTHONUNBUFFERED=1 HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m temporal_rl.hub --adapter "$(ADAPTER)" --repo "$(REPO)" \
 		$(if $(DRY_RUN),--dry-run "$(DRY_RUN)") $(if $(EVAL),--eval-report "$(EVAL)") \
 		$(if $(RECIPE),--recipe "$(RECIPE)") $(if $(CONFIG),--config "$(CONFIG)")
+
+# Variance-aware data selection (recipes/filter_data.py): K sampled completions per sample, scored, kept where the
+# rewards vary; writes scored.jsonl, filtered.jsonl, report.json and report.png in the recipe's output_dir. A killed
+# run resumes with the same command. ACCELERATE_CONFIG=<yaml> runs it data-parallel; ARGS="--field value ..."
+# overrides recipe fields.
+filter-data: install
+	@test -n "$(CONFIG)" || { echo "usage: make filter-data CONFIG=<recipe yaml> [ACCELERATE_CONFIG=<accelerate yaml>] [ARGS='--field value ...']" >&2; exit 2; }
+	$(RUN_ENV) $(if $(ACCELERATE_CONFIG),$(PY) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG),$(PY)) \
+		recipes/filter_data.py --config $(CONFIG) $(ARGS)
+
+# GRPO on the filtered vs a random same-size vs the full training set of $(DEMO_DIR) (run `make demo` first), same
+# steps, held-out evaluation over seeds; writes runs/filter-experiment/results.json and results.md (resumable).
+filter-experiment: install
+	$(RUN_ENV) $(PY) recipes/filter_experiment.py --sft_model $(DEMO_DIR)/sft \
+		--train_file $(DEMO_DIR)/data/train/data.jsonl --test_file $(DEMO_DIR)/data/test/data.jsonl \
+		--frame_cache_dir $(DEMO_DIR)/frames $(ARGS)

@@ -5,6 +5,9 @@ held-out test split), SFT-warm-start, evaluate, run GRPO (iou + format rewards),
 blind baselines (the whole video; the mean training span). Writes `report.json` (numbers, seeds, configs, timings)
 and `report.png` (GRPO reward curve; held-out IoU histograms before and after) in the output directory.
 
+Every model row also shows its mIoU when each question is asked of another clip's video: the gap between the two
+says how much the answers depend on the video at all (a better blind prior also raises mIoU).
+
 This module owns the experiment's sequence and its report; training, evaluation and data generation are the
 library's (`temporal_rl.training`, `temporal_rl.eval`, `data_tools.synth`).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,20 +58,43 @@ def _parse_recipe(path: str, config_cls, overrides: dict) -> tuple:
     return TrlParser((DataArguments, config_cls, TemporalModelConfig)).parse_args_and_config(args=args)
 
 
-def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_new_tokens: int, batch_size: int):
-    """Greedy predictions of a saved model on the test file, scored: (report, per-record samples)."""
+def swap_videos(records: list[dict], seed: int = 0) -> list[dict]:
+    """The records with their videos permuted among them (a derangement): the same questions and gold spans, each
+    asked of another clip. A model that grounds its answers in the video scores far lower on these."""
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    rotated = order[1:] + order[:1]  # i -> the next index of the permutation: no record keeps its own video
+    video_of = {i: records[j]["video"] for i, j in zip(order, rotated, strict=True)}
+    return [{**record, "video": video_of[i]} for i, record in enumerate(records)]
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    test_file: Path,
+    video_args,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    swapped_videos: bool = False,
+):
+    """Greedy predictions of a saved model on the test file, scored: (report, per-record samples).
+
+    With `swapped_videos`, each question is asked of another test clip's video (`swap_videos`), and scored against
+    its own gold span: the blind check of whether the answers depend on the video at all.
+    """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from temporal_rl.inference import GenerationOptions, iter_generations
 
     records = read_records(test_file)
+    asked = swap_videos(records) if swapped_videos else records
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     generations = iter_generations(
         model,
         processor,
-        records,
+        asked,
         video_args.frame_sampling(),
         video_args.frame_cache(),
         prompt=video_args.prompt_options(),
@@ -77,16 +104,23 @@ def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_ne
     return evaluate(records, completions)
 
 
-def grounding_row(report: dict) -> dict:
-    metrics = report["tasks"]["grounding"]
-    return {name: round(metrics[name], 2) for name in ("mIoU", "R@0.3", "R@0.5", "R@0.7")}
+METRICS = ("mIoU", "R@0.3", "R@0.5", "R@0.7")
+SWAPPED = "mIoU, swapped video"
+
+
+def grounding_row(report: dict, swapped: dict | None = None) -> dict:
+    row = {name: round(report["tasks"]["grounding"][name], 2) for name in METRICS}
+    if swapped is not None:
+        row[SWAPPED] = round(swapped["tasks"]["grounding"]["mIoU"], 2)
+    return row
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    header = f"{'':<28}{'mIoU':>8}{'R@0.3':>8}{'R@0.5':>8}{'R@0.7':>8}"
+    header = f"{'':<26}" + "".join(f"{name:>8}" for name in METRICS) + f"{SWAPPED:>22}"
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
-        lines.append(f"{name:<28}" + "".join(f"{row[k]:>8.1f}" for k in ("mIoU", "R@0.3", "R@0.5", "R@0.7")))
+        swapped = f"{row[SWAPPED]:>22.1f}" if SWAPPED in row else f"{'-':>22}"
+        lines.append(f"{name:<26}" + "".join(f"{row[k]:>8.1f}" for k in METRICS) + swapped)
     return "\n".join(lines)
 
 
@@ -143,10 +177,12 @@ def run_demo(config: DemoConfig) -> dict:
     )
     eval_kwargs = {"max_new_tokens": grpo_config.max_completion_length, "batch_size": config.eval_batch_size}
     sft_report, sft_samples = evaluate_model(out / "sft", test_file, grpo_config, **eval_kwargs)
+    sft_swapped, _ = evaluate_model(out / "sft", test_file, grpo_config, swapped_videos=True, **eval_kwargs)
     stage("evaluate SFT")
     grpo_trainer = train_grpo(grpo_data, grpo_config, grpo_model)
     stage("GRPO")
     grpo_report, grpo_samples = evaluate_model(out / "grpo", test_file, grpo_config, **eval_kwargs)
+    grpo_swapped, _ = evaluate_model(out / "grpo", test_file, grpo_config, swapped_videos=True, **eval_kwargs)
     stage("evaluate GRPO")
 
     train_records, test_records = read_records(train_file), read_records(test_file)
@@ -160,15 +196,17 @@ def run_demo(config: DemoConfig) -> dict:
     rows = {
         "blind: whole video": grounding_row(baselines["whole_video"]),
         "blind: mean train span": grounding_row(baselines["mean_span"]),
-        "SFT warm start": grounding_row(sft_report),
-        "SFT + GRPO": grounding_row(grpo_report),
+        "SFT warm start": grounding_row(sft_report, sft_swapped),
+        "SFT + GRPO": grounding_row(grpo_report, grpo_swapped),
     }
     table = format_table(rows)
     gain = rows["SFT + GRPO"]["mIoU"] - rows["SFT warm start"]["mIoU"]
+    video_dependence = {name: round(row["mIoU"] - row[SWAPPED], 2) for name, row in rows.items() if SWAPPED in row}
     reward_curve = [(e["step"], e["reward"]) for e in grpo_trainer.state.log_history if "reward" in e]
     report = {
         "table": rows,
         "grpo_gain_miou": round(gain, 2),
+        "video_dependence_miou": video_dependence,
         "seed": config.seed,
         "demo_config": asdict(config),
         "sft_config": sft_config.to_dict(),
@@ -185,5 +223,7 @@ def run_demo(config: DemoConfig) -> dict:
     )
     stage("report")
     print(f"\n{table}\n\nGRPO - SFT: {gain:+.1f} mIoU on {len(test_records)} held-out queries")  # noqa: T201
+    dependence = ", ".join(f"{name} {value:+.1f}" for name, value in video_dependence.items())
+    print(f"own video - swapped video (how much the answers use the video): {dependence}")  # noqa: T201
     print(f"wrote {out / 'report.json'} and {out / 'report.png'}; total {sum(timings.values()):.0f} s")  # noqa: T201
     return report

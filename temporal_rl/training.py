@@ -43,11 +43,7 @@ def train_sft(data_args: DataArguments, config: TemporalSFTConfig, model_args: T
         data_collator=collator,
         peft_config=lora_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_state()
-    trainer.save_model(config.output_dir)
-    processor.save_pretrained(config.output_dir)
-    return trainer
+    return _train_and_save(trainer, processor)
 
 
 def train_grpo(
@@ -64,8 +60,13 @@ def train_grpo(
         processing_class=processor,
         peft_config=lora_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    return _train_and_save(trainer, processor)
+
+
+def _train_and_save(trainer, processor):
+    """Train (resuming when the config says so), then save the state, the model or adapter and the processor."""
+    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_state()
-    trainer.save_model(config.output_dir)
-    processor.save_pretrained(config.output_dir)
+    trainer.save_model(trainer.args.output_dir)
+    processor.save_pretrained(trainer.args.output_dir)
     return trainer

@@ -35,7 +35,11 @@ from temporal_rl.rewards import REWARDS, get_reward_funcs
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
-MODEL_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if ACCELERATE_CONFIGS not in p.parents)
+# Filter recipes (FilterConfig) are parsed by tests/test_filter_data.py.
+FILTER_RECIPES = {p for p in RECIPES.rglob("*.yaml") if p.parent.name == "filter" or p.name.startswith("filter_")}
+MODEL_RECIPES = sorted(
+    p for p in RECIPES.rglob("*.yaml") if ACCELERATE_CONFIGS not in p.parents and p not in FILTER_RECIPES
+)
 REAL_SIZE_RECIPES = [p for p in MODEL_RECIPES if p.parts[-3].startswith("Qwen2.5-VL-")]
 CPU_OVERRIDES = ["--bf16", "false", "--use_cpu", "true"]
 

@@ -66,8 +66,9 @@ class TinySpec:
     """Shape of the tiny model and its processor.
 
     The defaults train in minutes on a 2-core CPU (see ../shared/design/tiny-model-learnability.md).
-    `image_mean`/`image_std` map the synthetic benchmark's dark backgrounds near 0: with CLIP's statistics
-    every visual token of such a clip came out almost the same and nothing was learned.
+    `image_mean`/`image_std` map the synthetic benchmark's dark backgrounds (channel values 15-70, mean 42.5/255)
+    near 0: with CLIP's statistics every visual token of such a clip came out almost the same. Measured on the
+    untrained model, this mean gives visual tokens 1.3x the spread across tokens that a mean of 0.1 gives.
     """
 
     seed: int = 0
@@ -85,7 +86,7 @@ class TinySpec:
     vision_num_heads: int = 2
     min_pixels: int = 28 * 28
     max_pixels: int = 224 * 224
-    image_mean: tuple[float, float, float] = (0.1, 0.1, 0.1)
+    image_mean: tuple[float, float, float] = (0.167, 0.167, 0.167)
     image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
 
     def __post_init__(self):

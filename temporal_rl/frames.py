@@ -1,0 +1,405 @@
+"""Candidate frames for a frame selector (ViaRL): T frames of a video, a labelled low-res copy and a high-res copy.
+
+`candidate_frames(path, T, selector_long_side, answer_long_side, cache)` samples T frames uniformly over the video
+(Qwen's rule, first and last frame included) and returns
+
+- `selector_frames`: (T, h, w, 3) uint8, long side `selector_long_side` (ViaRL: 112 px), each frame with its
+  candidate index 0..T-1 drawn on it (red digits in the bottom-right corner by default, `LabelStyle`);
+- the high-resolution candidates for the answer model, long side `answer_long_side` (ViaRL: 896 px), of which
+  `select_frames(candidates, indices)` hands the N chosen ones, in time order, as a `SampledVideo` with their
+  timestamps and source frame indices (so `SampledVideo.video_metadata()` gives the answer model its fps);
+- the timestamps (seconds) and source frame indices of the T candidates.
+
+One decode serves both resolutions: the video is decoded once through the frame cache (`temporal_rl.video.load_video`)
+at the answer resolution, and the selector copy is downscaled from those frames in memory. Measured on this machine
+(docs/viarl.md): the downscale of 128 frames from 504x896 to 56x112 costs ~0.1 s, a second decode of a 720p clip
+several seconds; a second cache entry at the selector size would save only that 0.1 s on a cache hit.
+
+Sizes follow Qwen's factor-28 rule: each side is a multiple of 28 (patch 14 x merge 2). `long_side_size` scales the
+long side to the target (never enlarging the video beyond rounding) and rounds each side to the nearest multiple
+of 28, so a 16:9 video gives 56x112 for the selector and 504x896 for the answer model. The decoder resizes with
+swscale to Qwen's `smart_resize` of that pixel budget, which equals the target for 16:9, 4:3 and square videos;
+for other aspect ratios it can be one 28-px step off, and the chosen frames are then resized to the exact size.
+
+The labels are drawn with a built-in 5x7 bitmap font scaled by whole pixels: exact, deterministic on every machine
+and offline, with no anti-aliasing, so every label pixel has exactly the label colour (ViaRL draws DejaVu Sans Bold
+with PIL; a TrueType font's anti-aliased edges at 112 px would blend into the frame).
+
+This module owns the candidate frames, their labels and the selection of high-resolution frames. It does not
+decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.selector`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, VideoError, load_video
+
+IMAGE_FACTOR = 28
+DEFAULT_NUM_CANDIDATES = 128
+DEFAULT_SELECTOR_LONG_SIDE = 112
+DEFAULT_ANSWER_LONG_SIDE = 896
+POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
+PLACEMENTS = ("start", "center")
+
+# A 5x7 bitmap font for the digits: "#" = ink. Glyphs sit in 5-dot cells with one blank column between digits.
+DIGIT_GLYPHS: dict[str, tuple[str, ...]] = {
+    "0": (".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."),
+    "1": ("..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."),
+    "2": (".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"),
+    "3": ("#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."),
+    "4": ("...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."),
+    "5": ("#####", "#....", "####.", "....#", "....#", "#...#", ".###."),
+    "6": ("..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."),
+    "7": ("#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."),
+    "8": (".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."),
+    "9": (".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."),
+}
+GLYPH_HEIGHT, GLYPH_WIDTH, GLYPH_SPACING = 7, 5, 1
+
+
+def long_side_size(height: int, width: int, long_side: int, factor: int = IMAGE_FACTOR) -> tuple[int, int]:
+    """The (height, width) of a frame scaled to `long_side` on its long side, each side a multiple of `factor`.
+
+    The scale is `min(1, long_side / max(height, width))` (a small video is not enlarged), then each side is rounded
+    to the nearest multiple of `factor` (half to even, as Qwen's `smart_resize`), at least `factor`.
+
+    Example:
+        ```python
+        >>> long_side_size(720, 1280, 112), long_side_size(720, 1280, 896), long_side_size(480, 640, 112)
+        ((56, 112), (504, 896), (84, 112))
+        ```
+    """
+    if min(height, width) < 1 or long_side < 1:
+        raise ValueError(f"sizes must be positive, got a {height}x{width} frame and long side {long_side}")
+    scale = min(1.0, long_side / max(height, width))
+    return tuple(max(factor, round(side * scale / factor) * factor) for side in (height, width))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Index labels
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """How the candidate index is drawn on each selector frame.
+
+    Args:
+        colour: RGB of the digits (ViaRL: red).
+        position: the corner, one of `POSITIONS` (ViaRL: bottom-right).
+        scale: pixels per font dot; a digit is 5*scale wide and 7*scale tall. None: `max(1, round(min(h, w) / 36))`,
+            2 (14 px tall digits, one ViT patch) for the 56x112 frames of a 16:9 video at 112 px, 3 at 112x112.
+        margin: pixels between the label and the frame's edges; None: the scale.
+    """
+
+    colour: tuple[int, int, int] = (255, 0, 0)
+    position: str = "bottom-right"
+    scale: int | None = None
+    margin: int | None = None
+
+    def __post_init__(self):
+        colour = tuple(self.colour)
+        if len(colour) != 3 or not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in colour):
+            raise ValueError(f"colour must be three integers in [0, 255], got {self.colour!r}")
+        object.__setattr__(self, "colour", tuple(int(c) for c in colour))
+        if self.position not in POSITIONS:
+            raise ValueError(f"unknown position {self.position!r}; expected one of {', '.join(POSITIONS)}")
+        if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
+            raise ValueError(f"scale must be a positive integer or None, got {self.scale!r}")
+        if self.margin is not None and (not isinstance(self.margin, int) or self.margin < 0):
+            raise ValueError(f"margin must be a non-negative integer or None, got {self.margin!r}")
+
+    def scale_for(self, height: int, width: int) -> int:
+        """The dot size used on a `height` x `width` frame."""
+        return self.scale if self.scale is not None else max(1, round(min(height, width) / 36))
+
+    def margin_for(self, height: int, width: int) -> int:
+        """The margin used on a `height` x `width` frame."""
+        return self.margin if self.margin is not None else self.scale_for(height, width)
+
+
+def label_mask(text: str, scale: int = 1) -> np.ndarray:
+    """The ink of `text` (digits only) in the bitmap font: bool (7*scale, (6*len(text) - 1)*scale).
+
+    Example:
+        ```python
+        >>> label_mask("1").astype(int)[:2]
+        array([[0, 0, 1, 0, 0],
+               [0, 1, 1, 0, 0]])
+        ```
+    """
+    if not text or any(char not in DIGIT_GLYPHS for char in text):
+        raise ValueError(f"labels are non-empty strings of digits, got {text!r}")
+    dots = np.zeros((GLYPH_HEIGHT, len(text) * (GLYPH_WIDTH + GLYPH_SPACING) - GLYPH_SPACING), dtype=bool)
+    for position, char in enumerate(text):
+        glyph = np.array([[dot == "#" for dot in row] for row in DIGIT_GLYPHS[char]], dtype=bool)
+        left = position * (GLYPH_WIDTH + GLYPH_SPACING)
+        dots[:, left : left + GLYPH_WIDTH] = glyph
+    return np.repeat(np.repeat(dots, scale, axis=0), scale, axis=1)
+
+
+def label_box(height: int, width: int, text: str, style: LabelStyle) -> tuple[int, int, int, int]:
+    """`(top, left, bottom, right)` pixel box of the label `text` on a `height` x `width` frame (end-exclusive).
+
+    Raises:
+        ValueError: the label does not fit in the frame.
+    """
+    scale, margin = style.scale_for(height, width), style.margin_for(height, width)
+    label_height = GLYPH_HEIGHT * scale
+    label_width = (len(text) * (GLYPH_WIDTH + GLYPH_SPACING) - GLYPH_SPACING) * scale
+    if label_height + 2 * margin > height or label_width + 2 * margin > width:
+        raise ValueError(
+            f"label {text!r} ({label_width}x{label_height} px at scale {scale}, margin {margin}) does not fit in a "
+            f"{width}x{height} frame; use a smaller LabelStyle.scale or larger frames"
+        )
+    top = margin if style.position.startswith("top") else height - margin - label_height
+    left = margin if style.position.endswith("left") else width - margin - label_width
+    return top, left, top + label_height, left + label_width
+
+
+def draw_index_labels(frames: np.ndarray, labels: Sequence[int], style: LabelStyle | None = None) -> np.ndarray:
+    """A copy of `frames` (N, H, W, 3) uint8 with `labels[i]` drawn on frame i in `style` (only ink pixels change).
+
+    Example:
+        ```python
+        >>> labelled = draw_index_labels(np.zeros((2, 56, 112, 3), np.uint8), [0, 127])
+        >>> labelled[1, 44:, 76:, 0].max(), labelled[1, :40].max()  # red ink in the bottom-right corner only
+        (np.uint8(255), np.uint8(0))
+        ```
+    """
+    style = style or LabelStyle()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    if len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+    out = frames.copy()
+    height, width = frames.shape[1:3]
+    scale = style.scale_for(height, width)
+    colour = np.array(style.colour, dtype=np.uint8)
+    for frame, label in zip(out, labels, strict=True):
+        text = str(int(label))
+        top, left, bottom, right = label_box(height, width, text, style)
+        frame[top:bottom, left:right][label_mask(text, scale)] = colour
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resizing and decoding
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames resized to `size` = (height, width): PIL bicubic, antialiased when shrinking.
+
+    Frames already of that size are returned as they are (no copy).
+    """
+    height, width = size
+    if frames.shape[1:3] == (height, width):
+        return frames
+    from PIL import Image
+
+    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0))
+    return out
+
+
+def _source_size(path: str) -> tuple[int, int]:
+    """(height, width) of the first video stream, from the container header (no decoding)."""
+    if not os.path.isfile(path):
+        raise VideoError(path, "video file not found" if not os.path.exists(path) else "not a file")
+    try:
+        with av.open(path, mode="r") as container:
+            if not container.streams.video:
+                raise VideoError(path, "no video stream in the file")
+            codec = container.streams.video[0].codec_context
+            height, width = int(codec.height), int(codec.width)
+    except (av.error.FFmpegError, OSError) as err:
+        raise VideoError(path, f"not a readable video file ({err})") from None
+    if min(height, width) < 1:
+        raise VideoError(path, f"the video stream declares a {width}x{height} frame size")
+    return height, width
+
+
+def answer_sampling(height: int, width: int, num_candidates: int, answer_long_side: int) -> FrameSampling:
+    """The `FrameSampling` that decodes `num_candidates` frames of a `height` x `width` video near the answer size.
+
+    Its per-frame budget is the pixels of `long_side_size(height, width, answer_long_side)` and the total budget
+    never binds, so the decoder's `smart_resize` gives that size for the usual aspect ratios (see the module
+    docstring). It is also the frame cache's key for the candidates.
+    """
+    target_height, target_width = long_side_size(height, width, answer_long_side)
+    pixels = target_height * target_width
+    return FrameSampling(
+        num_frames=num_candidates,
+        min_pixels=IMAGE_FACTOR * IMAGE_FACTOR,
+        max_pixels=pixels,
+        total_pixels=pixels * num_candidates,
+        max_frames=max(768, num_candidates),
+        image_factor=IMAGE_FACTOR,
+    )
+
+
+@dataclass
+class CandidateFrames:
+    """The T candidate frames of one video at the selector's and the answer model's resolution.
+
+    Attributes:
+        video: the decoded candidates (frames near the answer size, timestamps, source indices, fps, path).
+        selector_frames: uint8 (T, h, w, 3), the labelled low-resolution copy for the selector.
+        answer_size: (H, W) of the frames `answer_frames` and `select_frames` hand to the answer model.
+        label_style: how the labels were drawn.
+    """
+
+    video: SampledVideo
+    selector_frames: np.ndarray
+    answer_size: tuple[int, int]
+    label_style: LabelStyle = field(default_factory=LabelStyle)
+
+    @property
+    def num_candidates(self) -> int:
+        """T: the number of candidates (fewer than asked when the video has fewer frames)."""
+        return self.video.num_frames
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """float64 (T,) seconds of each candidate."""
+        return self.video.timestamps
+
+    @property
+    def source_indices(self) -> np.ndarray:
+        """int64 (T,) source frame index of each candidate."""
+        return self.video.indices
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames decoded to build these candidates (0 when they came from the frame cache)."""
+        return self.video.decoded_frames
+
+    @property
+    def selector_size(self) -> tuple[int, int]:
+        return tuple(self.selector_frames.shape[1:3])
+
+    def answer_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """uint8 (n, H, W, 3): the candidates at `indices` (all when None) at the answer size."""
+        frames = self.video.frames if indices is None else self.video.frames[np.asarray(indices, dtype=np.int64)]
+        return resize_frames(frames, self.answer_size)
+
+
+def candidate_frames(
+    path: str | os.PathLike,
+    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    selector_long_side: int = DEFAULT_SELECTOR_LONG_SIDE,
+    answer_long_side: int = DEFAULT_ANSWER_LONG_SIDE,
+    cache: FrameCache | None = None,
+    *,
+    label_style: LabelStyle | None = None,
+    threads: int = 0,
+) -> CandidateFrames:
+    """The T candidate frames of the video at `path`: one decode (or cache hit), two resolutions, labelled.
+
+    Args:
+        path: the video file.
+        num_candidates: T, even (Qwen encodes frames in pairs; ViaRL: 128). A video with fewer frames gives fewer
+            candidates (`CandidateFrames.num_candidates`).
+        selector_long_side: long side of the selector's frames (ViaRL: 112).
+        answer_long_side: long side of the answer model's frames (ViaRL: 896).
+        cache: the frame cache; the candidates are decoded once per video and sampling, then read from it.
+        label_style: how the indices are drawn (`LabelStyle()`: red, bottom-right).
+        threads: decoder threads (0: FFmpeg chooses).
+
+    Raises:
+        VideoError: the video cannot be read (see `temporal_rl.video.decode_video`).
+        ValueError: a size is not positive, `num_candidates` is odd, or the labels do not fit the selector frames.
+    """
+    path = os.fspath(path)
+    if selector_long_side < IMAGE_FACTOR or answer_long_side < IMAGE_FACTOR:
+        raise ValueError(
+            f"long sides must be at least {IMAGE_FACTOR} px, got selector {selector_long_side}, "
+            f"answer {answer_long_side}"
+        )
+    style = label_style or LabelStyle()
+    height, width = _source_size(path)
+    video = load_video(path, answer_sampling(height, width, num_candidates, answer_long_side), cache, threads=threads)
+    selector_size = long_side_size(height, width, selector_long_side)
+    selector = resize_frames(video.frames, selector_size)
+    selector = draw_index_labels(selector, range(video.num_frames), style)
+    return CandidateFrames(
+        video=video,
+        selector_frames=selector,
+        answer_size=long_side_size(height, width, answer_long_side),
+        label_style=style,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Selection
+
+
+def uniform_indices(num_candidates: int, num_select: int, placement: str = "start") -> list[int]:
+    """`num_select` candidate indices spread uniformly over `range(num_candidates)`, increasing.
+
+    Args:
+        num_candidates: T.
+        num_select: N, 1 <= N <= T.
+        placement: `"start"`: `floor(i * T / N)`, the start of each of N equal segments (ViaRL's fallback, which is
+            `i * (T // N)` when N divides T: 0, 16, ..., 112 for T=128, N=8); `"center"`: the middle of each
+            segment, `floor((2i + 1) * T / (2N))` (8, 24, ..., 120).
+
+    Example:
+        ```python
+        >>> uniform_indices(128, 8), uniform_indices(10, 4, "center")
+        ([0, 16, 32, 48, 64, 80, 96, 112], [1, 3, 6, 8])
+        ```
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
+    if not (isinstance(num_select, int) and isinstance(num_candidates, int) and 1 <= num_select <= num_candidates):
+        raise ValueError(f"cannot pick {num_select!r} distinct frames out of {num_candidates!r}")
+    if placement == "start":
+        return [i * num_candidates // num_select for i in range(num_select)]
+    return [(2 * i + 1) * num_candidates // (2 * num_select) for i in range(num_select)]
+
+
+def select_frames(candidates: CandidateFrames, indices: Sequence[int]) -> SampledVideo:
+    """The chosen candidates at the answer resolution, in time order, as a video for the answer model.
+
+    The result's `timestamps` and `indices` (source frame indices) are those of the chosen frames, so
+    `processor_video_kwargs([selected])` hands the answer model their real times: transformers derives
+    `sampled_fps = N / total_frames * fps`, i.e. `second_per_grid_ts` from the mean spacing of the N frames (Qwen2.5-VL
+    has one time step per temporal patch; a non-uniform selection cannot be encoded more exactly). ViaRL's code drops
+    `second_per_grid_ts` instead (1 s per patch).
+
+    Args:
+        candidates: from `candidate_frames`.
+        indices: N distinct candidate indices in [0, T), any order (use `temporal_rl.selector.fallback_indices` to
+            turn a selector's output into such a list).
+
+    Raises:
+        ValueError: an index is not an integer, out of range, or repeated.
+    """
+    count = candidates.num_candidates
+    chosen = []
+    for index in indices:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < count:
+            raise ValueError(f"candidate index {index!r} is not an integer in [0, {count})")
+        chosen.append(int(index))
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"indices must be a non-empty list of distinct candidates, got {list(indices)!r}")
+    order = np.array(sorted(chosen), dtype=np.int64)
+    video = candidates.video
+    return SampledVideo(
+        frames=candidates.answer_frames(order),
+        timestamps=video.timestamps[order],
+        indices=video.indices[order],
+        source_fps=video.source_fps,
+        total_frames=video.total_frames,
+        duration=video.duration,
+        path=video.path,
+        decoded_frames=0,
+    )
