@@ -6,6 +6,8 @@ lives in `heldout.py`.
 
 from __future__ import annotations
 
+from temporal_rl.frames import DIGIT_GLYPHS
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
 
 # Saturated, well separated colours: after yuv420p at crf 18 an object's interior stays within ~10 of these values.
@@ -39,19 +41,8 @@ DIRECTIONS: dict[str, tuple[int, int]] = {"up": (0, -1), "down": (0, 1), "left":
 BACKGROUND_RANGE = (15, 70)  # per channel, inclusive: a flat dark colour per clip
 FLASH_COLOUR = (210, 210, 210)  # the whole background during a screen flash
 
-# A 5x7 bitmap font for the needle digits ('#' = ink).
-DIGIT_FONT: dict[str, tuple[str, ...]] = {
-    "0": (".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."),
-    "1": ("..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."),
-    "2": (".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"),
-    "3": ("#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."),
-    "4": ("...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."),
-    "5": ("#####", "#....", "####.", "....#", "....#", "#...#", ".###."),
-    "6": ("..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."),
-    "7": ("#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."),
-    "8": (".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."),
-    "9": (".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."),
-}
+# The needle digits use the same 5x7 bitmap font as the frame-index labels ('#' = ink).
+DIGIT_FONT = DIGIT_GLYPHS
 DIGITS: tuple[str, ...] = tuple(DIGIT_FONT)
 
 # Question templates, keyed "<family>/<question type>". Placeholders: {colour}, {shape}, {new_colour}.
