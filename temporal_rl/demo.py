@@ -50,7 +50,7 @@ class DemoConfig:
     eval_batch_size: int = field(default=32, metadata={"help": "Records per generate call in evaluation."})
 
 
-def _parse_recipe(path: str, config_cls, overrides: dict) -> tuple:
+def parse_recipe(path: str, config_cls, overrides: dict) -> tuple:
     args = ["--config", path]
     for key, value in overrides.items():
         if value is not None:
@@ -68,40 +68,58 @@ def swap_videos(records: list[dict], seed: int = 0) -> list[dict]:
     return [{**record, "video": video_of[i]} for i, record in enumerate(records)]
 
 
-def evaluate_model(
-    model_dir: str | Path,
-    test_file: Path,
+def load_model_for_eval(model_dir: str | Path):
+    """A saved model (float32, eval mode) and its processor."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return model, AutoProcessor.from_pretrained(model_dir)
+
+
+def score_greedy(
+    model,
+    processor,
+    records: list[dict],
     video_args,
     *,
     max_new_tokens: int,
     batch_size: int,
     swapped_videos: bool = False,
 ):
-    """Greedy predictions of a saved model on the test file, scored: (report, per-record samples).
+    """Greedy predictions on `records`, scored: (report, per-record samples).
 
-    With `swapped_videos`, each question is asked of another test clip's video (`swap_videos`), and scored against
-    its own gold span: the blind check of whether the answers depend on the video at all.
+    With `swapped_videos`, each question is asked of another clip's video (`swap_videos`) and scored against its
+    own gold span: the blind check of whether the answers depend on the video at all.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     from temporal_rl.inference import GenerationOptions, iter_generations
 
-    records = read_records(test_file)
-    asked = swap_videos(records) if swapped_videos else records
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(model_dir)
     generations = iter_generations(
         model,
         processor,
-        asked,
+        swap_videos(records) if swapped_videos else records,
         video_args.frame_sampling(),
         video_args.frame_cache(),
         prompt=video_args.prompt_options(),
         generation=GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size),
     )
-    completions = {g.record_id: g.completions[0] for g in generations}
-    return evaluate(records, completions)
+    return evaluate(records, {g.record_id: g.completions[0] for g in generations})
+
+
+def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_new_tokens: int, batch_size: int):
+    """Greedy predictions of a saved model on the test file, scored: (report, per-record samples)."""
+    model, processor = load_model_for_eval(model_dir)
+    return score_greedy(
+        model, processor, read_records(test_file), video_args, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+
+
+def evaluate_with_swapped_videos(model_dir: str | Path, records: list[dict], video_args, **eval_kwargs):
+    """(report, samples) on the records' own videos and the report on swapped videos, from one model load."""
+    model, processor = load_model_for_eval(model_dir)
+    report, samples = score_greedy(model, processor, records, video_args, **eval_kwargs)
+    swapped, _ = score_greedy(model, processor, records, video_args, swapped_videos=True, **eval_kwargs)
+    return report, samples, swapped
 
 
 METRICS = ("mIoU", "R@0.3", "R@0.5", "R@0.7")
@@ -161,7 +179,7 @@ def run_demo(config: DemoConfig) -> dict:
     stage("tiny model and synthetic data")
 
     common = {"train_file": train_file, "seed": config.seed, "frame_cache_dir": out / "frames"}
-    sft_data, sft_config, sft_model = _parse_recipe(
+    sft_data, sft_config, sft_model = parse_recipe(
         config.sft_recipe,
         TemporalSFTConfig,
         {**common, "model_name_or_path": model_dir, "output_dir": out / "sft", "max_steps": config.sft_steps},
@@ -170,22 +188,25 @@ def run_demo(config: DemoConfig) -> dict:
 
     train_sft(sft_data, sft_config, sft_model)
     stage("SFT warm start")
-    grpo_data, grpo_config, grpo_model = _parse_recipe(
+    grpo_data, grpo_config, grpo_model = parse_recipe(
         config.grpo_recipe,
         TemporalGRPOConfig,
         {**common, "model_name_or_path": out / "sft", "output_dir": out / "grpo", "max_steps": config.grpo_steps},
     )
     eval_kwargs = {"max_new_tokens": grpo_config.max_completion_length, "batch_size": config.eval_batch_size}
-    sft_report, sft_samples = evaluate_model(out / "sft", test_file, grpo_config, **eval_kwargs)
-    sft_swapped, _ = evaluate_model(out / "sft", test_file, grpo_config, swapped_videos=True, **eval_kwargs)
+    test_records = read_records(test_file)
+    sft_report, sft_samples, sft_swapped = evaluate_with_swapped_videos(
+        out / "sft", test_records, grpo_config, **eval_kwargs
+    )
     stage("evaluate SFT")
     grpo_trainer = train_grpo(grpo_data, grpo_config, grpo_model)
     stage("GRPO")
-    grpo_report, grpo_samples = evaluate_model(out / "grpo", test_file, grpo_config, **eval_kwargs)
-    grpo_swapped, _ = evaluate_model(out / "grpo", test_file, grpo_config, swapped_videos=True, **eval_kwargs)
+    grpo_report, grpo_samples, grpo_swapped = evaluate_with_swapped_videos(
+        out / "grpo", test_records, grpo_config, **eval_kwargs
+    )
     stage("evaluate GRPO")
 
-    train_records, test_records = read_records(train_file), read_records(test_file)
+    train_records = read_records(train_file)
     baselines, mean_span = {}, mean_normalised_span(train_records)
     for kind in ("whole_video", "mean_span"):
         predictions = baseline_predictions(

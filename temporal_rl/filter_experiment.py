@@ -34,7 +34,7 @@ from trl import TrlParser
 
 from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import FIELDS, read_records, write_jsonl
-from temporal_rl.demo import _parse_recipe, evaluate_model, grounding_row
+from temporal_rl.demo import evaluate_model, grounding_row, parse_recipe
 from temporal_rl.filter_config import FilterConfig
 from temporal_rl.filter_run import FILTERED_FILE, run_filter
 
@@ -229,7 +229,7 @@ def run_experiment(config: FilterExperimentConfig, log: Callable[[str], None] = 
         )
 
     # The SFT starting point, evaluated once
-    _, probe, _ = _parse_recipe(config.grpo_recipe, TemporalGRPOConfig, _grpo_overrides(config, train_file, out, 0))
+    _, probe, _ = parse_recipe(config.grpo_recipe, TemporalGRPOConfig, _grpo_overrides(config, train_file, out, 0))
     eval_kwargs = {"max_new_tokens": probe.max_completion_length, "batch_size": config.eval_batch_size}
     sft_path = out / "sft_eval.json"
     if sft_path.is_file():
@@ -254,7 +254,7 @@ def run_experiment(config: FilterExperimentConfig, log: Callable[[str], None] = 
                 continue
             run_start = time.perf_counter()
             train_size = len(read_records(sets[arm], check_video=False))
-            data_args, grpo_config, model_args = _parse_recipe(
+            data_args, grpo_config, model_args = parse_recipe(
                 config.grpo_recipe, TemporalGRPOConfig, _grpo_overrides(config, sets[arm], run_dir, seed)
             )
             trainer = train_grpo(data_args, grpo_config, model_args)
