@@ -95,18 +95,27 @@ class TemporalGRPOTrainer(GRPOTrainer):
         finally:
             self._video_rows = previous
 
+    def _encode_prompts(self, prompts: list, template_kwargs: dict) -> tuple[list[list[int]], VideoRows, int]:
+        """Prompt token ids, per-row video inputs and the number of frames decoded, for B conversational prompts.
+
+        The one place a subclass changes what video a prompt is shown (the ViaRL selector shows labelled
+        candidate frames); everything else of `_tokenize_prompts` stays.
+        """
+        prompt_ids, rows, videos = encode_video_prompts(
+            self.processing_class, prompts, self.frame_sampling, self.frame_cache, template_kwargs
+        )
+        return prompt_ids, rows, sum(v.decoded_frames for v in videos)
+
     def _tokenize_prompts(self, prompts: list):
         template_kwargs = dict(self.chat_template_kwargs or {})
         if self.chat_template is not None:
             template_kwargs["chat_template"] = self.chat_template
-        prompt_ids, rows, videos = encode_video_prompts(
-            self.processing_class, prompts, self.frame_sampling, self.frame_cache, template_kwargs
-        )
+        prompt_ids, rows, decoded_frames = self._encode_prompts(prompts, template_kwargs)
         # Kept until the rollout is scored: the old and reference log-probs inside the parent's
         # `_generate_and_score_completions` read the rows from here.
         self._video_rows = rows
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["video/frames_decoded"].append(float(sum(v.decoded_frames for v in videos)))
+        self._metrics[mode]["video/frames_decoded"].append(float(decoded_frames))
         self._metrics[mode]["video/vision_patches"].append(float(rows.video_grid_thw.prod(dim=-1).sum()))
         fields = rows.model_kwargs(0, len(rows))
         fields["mm_token_type_ids"] = [
