@@ -1,7 +1,7 @@
 """Throughput of the data filter's engine against the naive way of sampling K completions, in the same run.
 
-    python benchmarks/filter_speed.py [--samples 16] [--num-samples 8] [--batch-size 8] [--max-new-tokens 16]
-        [--repeats 3] [--model DIR]
+    python benchmarks/filter_speed.py [--quick] [--samples 16] [--num-samples 8] [--batch-size 8]
+        [--max-new-tokens 16] [--repeats 3] [--model DIR]
 
 Both score the same synthetic grounding clips (tiny preset, 56 px) with the tiny Qwen2.5-VL (built here unless
 --model is given), K sampled completions per clip, rewards iou + format:
@@ -14,7 +14,8 @@ Both score the same synthetic grounding clips (tiny preset, 56 px) with the tiny
 
 The two are interleaved (A/B per repeat, a fresh cache each time for the engine); the median samples/s of each and
 their ratio are printed with the work counted: processor calls, generate calls, frames decoded, tokens generated
-(generated positions, padding after an early end included), vision-tower calls and patches encoded.
+(generated positions, padding after an early end included), vision-tower calls and patches encoded. `measure()`
+returns the same as a dict (what `make bench`, benchmarks/suite.py, calls); `--quick` is a small run for tests.
 """
 
 import argparse
@@ -120,35 +121,55 @@ def run_naive(model, processor, config, reward_funcs, records) -> int:
     return len(records)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=16, help="synthetic grounding clips")
-    parser.add_argument("--num-samples", type=int, default=8, help="K, completions per clip")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per generate call (engine)")
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default=None, help="model directory (default: build the tiny model)")
-    args = parser.parse_args()
+def measure(
+    quick: bool = False,
+    samples: int | None = None,
+    num_samples: int | None = None,
+    batch_size: int | None = None,
+    max_new_tokens: int | None = None,
+    repeats: int | None = None,
+    model: str | None = None,
+) -> dict:
+    """Run the engine and the naive way interleaved; returns a JSON-serialisable dict.
+
+    Args:
+        quick: 4 clips, K=4, batch 4, 8 new tokens, one repeat (for tests) instead of 16, 8, 8, 16 and three.
+        samples, num_samples, batch_size, max_new_tokens, repeats: override the mode's settings.
+        model: a model directory; the tiny model is built when None.
+
+    Returns:
+        settings, samples_per_s (per way, every repeat), median_samples_per_s, work (per way, counted on the
+        last repeat), speedup (median engine / median naive) and table (rows {"benchmark", "metric", "ours",
+        "baseline", "ratio"}: samples/s, then the work counted, ours = engine, baseline = naive).
+    """
+    defaults = (4, 4, 4, 8, 1) if quick else (16, 8, 8, 16, 3)
+    given = (samples, num_samples, batch_size, max_new_tokens, repeats)
+    samples, num_samples, batch_size, max_new_tokens, repeats = (
+        d if g is None else g for g, d in zip(given, defaults, strict=True)
+    )
+    if min(samples, num_samples, batch_size, max_new_tokens, repeats) < 1:
+        raise ValueError(f"samples, num_samples, batch_size, max_new_tokens and repeats must be >= 1, got {given}")
     torch.set_num_threads(1)
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    real_load_video = inference.load_video
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = args.model
+        model_dir = model
         if model_dir is None:
             from temporal_rl.models.tiny import build_tiny_model
 
             model_dir = build_tiny_model(tmp / "tiny")
-        generate_dataset("grounding", "train", args.samples, "filter-speed", tmp / "data", workers=1, progress=False)
+        generate_dataset("grounding", "train", samples, "filter-speed", tmp / "data", workers=1, progress=False)
         records = read_records(tmp / "data" / "data.jsonl")
         config = FilterConfig(
             model_name_or_path=str(model_dir),
             data_file=str(tmp / "data" / "data.jsonl"),
             output_dir=str(tmp / "out"),
-            num_samples=args.num_samples,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
             reward_funcs=["iou", "format"],
             discrete_rewards=[],
             continuous_rewards=["iou"],
@@ -157,45 +178,117 @@ def main() -> None:
             span_format="plain",
             video_position="last",
         )
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+        loaded = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
         counters_ref = [Counters()]
-        instrument(model, counters_ref, inference.load_video)
-        processor = CountingProcessor(AutoProcessor.from_pretrained(model_dir), None)
-        reward_funcs = get_reward_funcs(config.reward_funcs)
+        try:
+            instrument(loaded, counters_ref, real_load_video)
+            processor = CountingProcessor(AutoProcessor.from_pretrained(model_dir), None)
+            reward_funcs = get_reward_funcs(config.reward_funcs)
 
-        def timed(name: str, repeat: int):
-            counters_ref[0] = processor.counters = Counters()
-            start = time.perf_counter()
-            if name == "engine":
-                done = run_engine(model, processor, config, reward_funcs, records, FrameCache(tmp / f"cache-{repeat}"))
-            else:
-                done = run_naive(model, processor, config, reward_funcs, records)
-            return done / (time.perf_counter() - start), counters_ref[0].as_dict()
+            def timed(name: str, repeat: int):
+                counters_ref[0] = processor.counters = Counters()
+                start = time.perf_counter()
+                if name == "engine":
+                    cache = FrameCache(tmp / f"cache-{repeat}")
+                    done = run_engine(loaded, processor, config, reward_funcs, records, cache)
+                else:
+                    done = run_naive(loaded, processor, config, reward_funcs, records)
+                return done / (time.perf_counter() - start), counters_ref[0].as_dict()
 
-        timed("engine", -1)  # warm-up: imports, first-call allocations
-        rates = {"engine": [], "naive": []}
-        work = {}
-        for repeat in range(args.repeats):
-            for name in ("engine", "naive"):
-                rate, work[name] = timed(name, repeat)
-                rates[name].append(rate)
+            timed("engine", -1)  # warm-up: imports, first-call allocations
+            rates = {"engine": [], "naive": []}
+            work = {}
+            for repeat in range(repeats):
+                for name in ("engine", "naive"):
+                    rate, work[name] = timed(name, repeat)
+                    rates[name].append(rate)
+        finally:
+            inference.load_video = real_load_video
 
-    k, n = args.num_samples, args.samples
-    print(f"{n} clips x K={k} completions, {args.max_new_tokens} new tokens max, engine batch {args.batch_size}")
-    print(
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    speedup = medians["engine"] / medians["naive"]
+    table = [
+        {
+            "benchmark": "filter",
+            "metric": f"samples/s ({samples} clips, K={num_samples}, batch {batch_size})",
+            "ours": medians["engine"],
+            "baseline": medians["naive"],
+            "ratio": speedup,
+        }
+    ]
+    for key, label in (
+        ("processor_calls", "processor calls"),
+        ("generate_calls", "generate calls"),
+        ("frames_decoded", "frames decoded"),
+        ("vit_patches", "vision-encoder patches"),
+    ):
+        ours, baseline = work["engine"][key], work["naive"][key]
+        table.append(
+            {
+                "benchmark": "filter",
+                "metric": f"{label} per run",
+                "ours": ours,
+                "baseline": baseline,
+                "ratio": ours / baseline if baseline else None,
+            }
+        )
+    return {
+        "settings": {
+            "samples": samples,
+            "num_samples": num_samples,
+            "batch_size": batch_size,
+            "max_new_tokens": max_new_tokens,
+            "repeats": repeats,
+            "model": None if model is None else str(model),
+        },
+        "samples_per_s": rates,
+        "median_samples_per_s": medians,
+        "work": work,
+        "speedup": speedup,
+        "torch_threads": torch.get_num_threads(),
+        "table": table,
+    }
+
+
+def describe(result: dict) -> str:
+    """The printed table: samples/s per way with the work counted, then the speed-up."""
+    s = result["settings"]
+    rates, work = result["samples_per_s"], result["work"]
+    lines = [
+        f"{s['samples']} clips x K={s['num_samples']} completions, {s['max_new_tokens']} new tokens max, "
+        f"engine batch {s['batch_size']}",
         f"{'':<16}{'samples/s':>11}{'(min..max)':>16}{'processor':>11}{'generate':>10}{'frames':>9}{'tokens':>9}"
-        f"{'ViT calls':>11}{'ViT patches':>13}"
-    )
+        f"{'ViT calls':>11}{'ViT patches':>13}",
+    ]
     for name, label in (("engine", "filter engine"), ("naive", "naive")):
         w = work[name]
         spread = f"{min(rates[name]):.2f}..{max(rates[name]):.2f}"
-        print(
-            f"{label:<16}{statistics.median(rates[name]):>11.2f}{spread:>16}{w['processor_calls']:>11}"
+        lines.append(
+            f"{label:<16}{result['median_samples_per_s'][name]:>11.2f}{spread:>16}{w['processor_calls']:>11}"
             f"{w['generate_calls']:>10}{w['frames_decoded']:>9}{w['tokens_generated']:>9}"
             f"{w['vit_calls']:>11}{w['vit_patches']:>13}"
         )
-    ratio = statistics.median(rates["engine"]) / statistics.median(rates["naive"])
-    print(f"speed-up (median samples/s, engine / naive): {ratio:.1f}x over {args.repeats} interleaved repeats")
+    lines.append(
+        f"speed-up (median samples/s, engine / naive): {result['speedup']:.1f}x over {s['repeats']} interleaved "
+        "repeats"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 clips, K=4, batch 4, 8 new tokens, one repeat")
+    parser.add_argument("--samples", type=int, default=None, help="synthetic grounding clips (16)")
+    parser.add_argument("--num-samples", type=int, default=None, help="K, completions per clip (8)")
+    parser.add_argument("--batch-size", type=int, default=None, help="clips per generate call, engine (8)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="(16)")
+    parser.add_argument("--repeats", type=int, default=None, help="(3)")
+    parser.add_argument("--model", default=None, help="model directory (default: build the tiny model)")
+    args = parser.parse_args()
+    result = measure(
+        args.quick, args.samples, args.num_samples, args.batch_size, args.max_new_tokens, args.repeats, args.model
+    )
+    print(describe(result))
 
 
 if __name__ == "__main__":

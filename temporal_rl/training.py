@@ -1,4 +1,4 @@
-"""The two training jobs, as functions the recipes (and the demo) call: SFT warm start and video GRPO.
+"""The training jobs, as functions the recipes (and the demo) call: SFT warm start, video GRPO, ViaRL selector.
 
 Each loads the canonical data, the model and processor, builds the trainer, trains (resuming from
 `resume_from_checkpoint` when given), and saves the model or adapter with the processor in `output_dir`.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import datasets
 from trl import SFTTrainer
 
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig
+from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
 from temporal_rl.data import load_dataset
 from temporal_rl.modeling import TemporalModelConfig, load_model, load_processor, lora_config
-from temporal_rl.trainers import TemporalGRPOTrainer
+from temporal_rl.trainers import TemporalGRPOTrainer, ViaRLSelectorTrainer
 from temporal_rl.trainers.sft import VideoSFTCollator
 
 
@@ -25,6 +25,21 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.Dataset, datasets.Da
     train = cut(load_dataset(data_args.train_file), data_args.max_train_samples)
     evaluation = cut(load_dataset(data_args.eval_file), data_args.max_eval_samples) if data_args.eval_file else None
     return train, evaluation
+
+
+def load_trainable_model(model_args: TemporalModelConfig, adapter: str | None = None) -> tuple:
+    """The model to train and the LoRA config for its trainer: `(load_model(model_args), lora_config(model_args))`,
+    or, to continue a LoRA adapter, `(PeftModel with adapter loaded trainable, None)`."""
+    model = load_model(model_args)
+    if adapter is None:
+        return model, lora_config(model_args)
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter} holds no LoRA adapter (adapter_config.json) to continue")
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), None
 
 
 def train_sft(data_args: DataArguments, config: TemporalSFTConfig, model_args: TemporalModelConfig) -> SFTTrainer:
@@ -59,6 +74,32 @@ def train_grpo(
         eval_dataset=evaluation,
         processing_class=processor,
         peft_config=lora_config(model_args),
+    )
+    return _train_and_save(trainer, processor)
+
+
+def train_selector(
+    data_args: DataArguments,
+    config: ViaRLSelectorConfig,
+    model_args: TemporalModelConfig,
+    adapter: str | None = None,
+) -> ViaRLSelectorTrainer:
+    """ViaRL stage 1: the frame selector by REINFORCE++, rewarded by the frozen answer model of the config.
+
+    `adapter`: a LoRA adapter of the selector to continue (the previous ViaRL cycle's), loaded trainable onto
+    `model_args.model_name_or_path`. Saves the selector's LoRA adapter (or model) and its processor to
+    `config.output_dir`.
+    """
+    train, evaluation = load_splits(data_args)
+    processor = load_processor(model_args)
+    model, peft_config = load_trainable_model(model_args, adapter)
+    trainer = ViaRLSelectorTrainer(
+        model=model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=peft_config,
     )
     return _train_and_save(trainer, processor)
 

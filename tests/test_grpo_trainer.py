@@ -1,14 +1,14 @@
 """TemporalGRPOTrainer: the loss-side log-probs are those of the model given each row's video.
 
 The reference is an independent forward per row: the processor on the row's prompt and its video (decoded
-afresh, not from the trainer's cache) plus the sampled completion ids, one sequence, no padding. Stock
-GRPOTrainer, given the same video rollouts, fails the same comparison.
+afresh, not from the trainer's cache) plus the sampled completion ids, one sequence, no padding. Ours (vision
+outputs shared across the group, the default) and the plain baseline (every row encoded in every forward) pass;
+stock GRPOTrainer, given the same video rollouts, fails the same comparison.
 """
 
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
-from trl import GRPOTrainer
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import TemporalGRPOConfig
@@ -17,7 +17,7 @@ from temporal_rl.inference import vision_token_ids
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.trainers import TemporalGRPOTrainer, add_video_prompts
-from temporal_rl.trainers.video_inputs import encode_video_prompts
+from temporal_rl.trainers.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
 from temporal_rl.video import decode_video, processor_video_kwargs
 
 SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 56 * 56}
@@ -92,17 +92,6 @@ def _capturing(trainer_cls):
     return Capturing
 
 
-class StockTrainerWithVideoRollouts(GRPOTrainer):
-    """Stock GRPOTrainer; only its prompt tokenization is given our frames, so that it can generate at all."""
-
-    def _tokenize_prompts(self, prompts):
-        prompt_ids, rows, _ = encode_video_prompts(self.processing_class, prompts, self.sampling, None)
-        fields = rows.model_kwargs(0, len(rows))
-        video_id = self._video_pad_token_id
-        fields["mm_token_type_ids"] = [[2 if t == video_id else 0 for t in ids] for ids in prompt_ids]
-        return prompt_ids, None, fields
-
-
 def _reference_logps(model, processor, record, prompt_ids, completion_ids, sampling, span_format):
     """Log-probs of `completion_ids` after the record's prompt and video, from one unpadded forward."""
     messages = build_messages(record, span_format=span_format)
@@ -155,7 +144,11 @@ def _max_logp_errors(trainer, records_by_question, model, processor, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer_cls", [TemporalGRPOTrainer, StockTrainerWithVideoRollouts], ids=["ours", "stock"])
+@pytest.mark.parametrize(
+    "trainer_cls",
+    [TemporalGRPOTrainer, PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts],
+    ids=["ours", "plain", "stock"],
+)
 def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model_dir, mixed_jsonl, tmp_path):
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
@@ -164,7 +157,7 @@ def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model
     dataset = load_dataset(mixed_jsonl)
     records_by_question = {r["question"]: r for r in read_records(mixed_jsonl)}
     assert len(records_by_question) == len(dataset)
-    if trainer_cls is StockTrainerWithVideoRollouts:
+    if trainer_cls is StockGRPOWithVideoRollouts:
         dataset = add_video_prompts(dataset, config.prompt_options())
     trainer = _capturing(trainer_cls)(
         model=model,
@@ -173,12 +166,11 @@ def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model
         processing_class=processor,
         reward_funcs=get_reward_funcs(config.reward_funcs),
     )
-    trainer.sampling = config.frame_sampling()
     trainer.train()
     assert len(trainer.captured) == config.max_steps  # one policy forward per optimizer step (no accumulation)
     errors = _max_logp_errors(trainer, records_by_question, model.eval(), processor, config)
     print(f"{trainer_cls.__name__}: max |log-prob error| {errors}")
-    if trainer_cls is TemporalGRPOTrainer:
+    if trainer_cls is not StockGRPOWithVideoRollouts:
         assert max(errors.values()) < 1e-5
     else:  # stock TRL scores the completions without the video, in every loss-side forward
         assert min(errors.values()) > 1e-2

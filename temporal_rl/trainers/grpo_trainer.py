@@ -5,14 +5,23 @@ Stock TRL 1.16 generates with the video but computes the old, reference and poli
 sampled from. Here every forward — generation, old and reference log-probs, the policy forward — sees each row's
 own video, grid, `second_per_grid_ts` and token types, through TRL's shuffle and split.
 
+The vision tower runs once per distinct video per step (`args.share_vision_encoder`, on by default): with a frozen
+tower (LoRA on the language model) its outputs are computed when the rollout's prompts are encoded, kept in a
+`VisionFeatureCache` under per-row keys that travel with the rows, read by generation and by every loss-side
+forward (also by the later optimizer steps of a rollout, `steps_per_generation > 1`), and released once the
+rollout's last slice has been trained on. With a trainable tower, each forward encodes each of its distinct videos
+once, with gradients. Off, every forward encodes every row's video, as stock TRL would.
+
 This module owns the TRL override points and nothing else: frames come from `temporal_rl.video`, prompts from
-`temporal_rl.prompts`, rewards from `temporal_rl.rewards`, per-row video bookkeeping from `video_inputs`.
+`temporal_rl.prompts`, rewards from `temporal_rl.rewards`, per-row video bookkeeping from `video_inputs`, the
+sharing mechanism from `vision_sharing`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import datasets
 import torch
@@ -23,6 +32,14 @@ from temporal_rl.inference import vision_token_ids
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.trainers.video_inputs import VideoRows, encode_video_prompts, mm_token_type_ids
+from temporal_rl.trainers.vision_sharing import (
+    PatchCounter,
+    VisionFeatureCache,
+    encode_videos,
+    find_video_model,
+    supplied_video_features,
+    vision_is_frozen,
+)
 
 
 def add_video_prompts(dataset: datasets.Dataset, options: PromptOptions) -> datasets.Dataset:
@@ -41,13 +58,18 @@ class TemporalGRPOTrainer(GRPOTrainer):
     `args.reward_funcs` by name. Overrides of `trl.GRPOTrainer` (TRL 1.16.0):
 
     - `_tokenize_prompts`: frames from the frame cache with their real fps (one processor call per distinct
-      prompt and video), and records each row's video inputs;
-    - `_generate_and_score_completions`: adds those inputs to the rollout batch, so they are shuffled and split
-      with the rows they belong to;
+      prompt and video), records each row's video inputs, and caches the vision outputs of a frozen tower;
+    - `_generate_single_turn`: supplies the shared vision outputs to generation;
+    - `_generate_and_score_completions`: adds the rows' video inputs to the rollout batch, so they are shuffled
+      and split with the rows they belong to;
     - `_compute_loss`: makes the batch's video inputs those of the policy forward;
-    - `_get_per_token_logps_and_entropies`: feeds each chunk of rows its videos, grids, times and token types.
+    - `_get_per_token_logps_and_entropies`: feeds each chunk of rows its videos (or their shared vision
+      outputs), grids, times and token types;
+    - `training_step` / `prediction_step`: release a rollout's cached vision outputs once it is consumed, and log
+      `video/vision_patches`, the patches the vision tower(s) encoded in the step (counted by a hook on them).
 
     The constructor also stops generation from sampling vision special tokens. Images are not supported.
+    `self.share_vision_encoder` (from `args.share_vision_encoder`) switches the sharing.
     """
 
     _tag_names = ["trl", "grpo", "temporal-rl", "video"]
@@ -80,6 +102,13 @@ class TemporalGRPOTrainer(GRPOTrainer):
         self.frame_sampling = args.frame_sampling()
         self.frame_cache = args.frame_cache()
         self._video_rows: VideoRows | None = None
+        self.share_vision_encoder = args.share_vision_encoder
+        self._vision_cache = VisionFeatureCache()
+        self._rollout_keys: dict[str, list[int]] = {"train": [], "eval": []}  # cache keys of each mode's rollout
+        self._patch_counter = PatchCounter()
+        for counted in (self.model, self.ref_model):
+            if counted is not None:
+                self._patch_counter.attach(find_video_model(counted).visual)
         suppressed = sorted(
             set(self.generation_config.suppress_tokens or []) | set(vision_token_ids(self.processing_class))
         )
@@ -111,18 +140,77 @@ class TemporalGRPOTrainer(GRPOTrainer):
         if self.chat_template is not None:
             template_kwargs["chat_template"] = self.chat_template
         prompt_ids, rows, decoded_frames = self._encode_prompts(prompts, template_kwargs)
-        # Kept until the rollout is scored: the old and reference log-probs inside the parent's
+        mode = "train" if self.model.training else "eval"
+        if self.share_vision_encoder:
+            rows = self._cache_vision_outputs(rows, mode)
+        # Kept until the rollout is scored: generation and the old and reference log-probs inside the parent's
         # `_generate_and_score_completions` read the rows from here.
         self._video_rows = rows
-        mode = "train" if self.model.training else "eval"
         self._metrics[mode]["video/frames_decoded"].append(float(decoded_frames))
-        self._metrics[mode]["video/vision_patches"].append(float(rows.video_grid_thw.prod(dim=-1).sum()))
-        fields = rows.model_kwargs(0, len(rows))
+        # With sharing, generation gets the vision outputs from `_generate_single_turn`, not pixels.
+        fields = rows.layout_kwargs(0, len(rows)) if self.share_vision_encoder else rows.model_kwargs(0, len(rows))
         fields["mm_token_type_ids"] = [
             mm_token_type_ids(torch.tensor(ids), self._image_pad_token_id, self._video_pad_token_id).tolist()
             for ids in prompt_ids
         ]
         return prompt_ids, None, fields
+
+    def _cache_vision_outputs(self, rows: VideoRows, mode: str) -> VideoRows:
+        """The rows with keys to their vision outputs, computed once for the rollout when the tower is frozen
+        (computed here, under the loss forwards' autocast); the rows unchanged when it is trainable."""
+        self._release_rollout(mode)  # normally released already, when its batch was consumed
+        video_model = find_video_model(self.model)
+        if not vision_is_frozen(video_model.visual):
+            return rows
+        with torch.no_grad(), self.accelerator.autocast():
+            outputs = encode_videos(
+                video_model, rows.pixel_values_videos, rows.video_grid_thw, self.accelerator.device
+            )
+        keys = self._vision_cache.store(outputs, owner=video_model.visual)
+        self._rollout_keys[mode] = sorted(set(keys))
+        return dataclasses.replace(rows, feature_keys=keys)
+
+    def _release_rollout(self, mode: str) -> None:
+        self._vision_cache.release(self._rollout_keys[mode])
+        self._rollout_keys[mode] = []
+
+    def _shared_vision(self, model, rows: VideoRows) -> AbstractContextManager:
+        """A scope in which the forwards of `model` over `rows` get the rows' vision outputs: from the cache when
+        they were cached from this model's tower, else encoded in the forward, each distinct video once."""
+        video_model = find_video_model(model)
+        if rows.feature_keys is not None and self._vision_cache.owner is video_model.visual:
+            keys = rows.feature_keys
+
+            def features():
+                return self._vision_cache.lookup(keys)
+        else:
+
+            def features():
+                return encode_videos(video_model, rows.pixel_values_videos, rows.video_grid_thw)
+
+        return supplied_video_features(video_model, features, self._video_pad_token_id)
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        scope = self._shared_vision(self.model, self._video_rows) if self.share_vision_encoder else nullcontext()
+        with scope:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
+            )
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        output = super().training_step(model, inputs, num_items_in_batch)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0:
+            self._release_rollout("train")  # the parent generates anew at the next step: this one is consumed
+        if self._step % self.current_gradient_accumulation_steps == 0:
+            self._metrics["train"]["video/vision_patches"].append(float(self._patch_counter.take()))
+        return output
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        finally:
+            self._release_rollout("eval")
+            self._metrics["eval"]["video/vision_patches"].append(float(self._patch_counter.take()))
 
     def _generate_and_score_completions(self, inputs):
         try:
@@ -150,6 +238,8 @@ class TemporalGRPOTrainer(GRPOTrainer):
         """Per-token log-probs (B, logits_to_keep) of the completion tokens, each row with its own video.
 
         Same contract and chunking as the parent's; the image arguments it receives from TRL are all None here.
+        With sharing, each chunk's forward gets its rows' vision outputs (cached, or encoded once per distinct
+        video of the chunk) instead of their pixels.
         """
         if any(value is not None for value in image_inputs.values()):
             raise ValueError("TemporalGRPOTrainer trains on videos only; image inputs are not supported")
@@ -164,17 +254,22 @@ class TemporalGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask = input_ids[start:end], attention_mask[start:end]
+            if self.share_vision_encoder:
+                chunk = rows.select(start, end)
+                video_inputs, scope = chunk.layout_kwargs(0, len(chunk), ids.device), self._shared_vision(model, chunk)
+            else:
+                video_inputs, scope = rows.model_kwargs(start, end, ids.device), nullcontext()
             model_inputs = {
                 "input_ids": ids,
                 "attention_mask": mask,
                 "mm_token_type_ids": mm_token_type_ids(ids, self._image_pad_token_id, self._video_pad_token_id),
-                **rows.model_kwargs(start, end, ids.device),
+                **video_inputs,
             }
             if compute_aux_loss:
                 model_inputs["output_router_logits"] = True
             labels = ids.masked_fill(mask == 0, -100)
             labels[:, :-logits_to_keep] = -100  # only the completion tokens are scored
-            with self.accelerator.autocast():
+            with self.accelerator.autocast(), scope:
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
             all_logps.append(outputs.log_probs[:, -logits_to_keep:])
             if compute_entropy:

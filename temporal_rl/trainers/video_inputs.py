@@ -1,12 +1,14 @@
 """Video prompts as model inputs: one processor call per distinct (prompt, video), per-row tensors that share it.
 
-A GRPO batch holds each prompt G times. Each distinct (prompt text, video) is run through the processor once; the
-G rows then hold references to the same `pixel_values_videos` tensor, never copies, and never a
+A GRPO batch holds each prompt G times. Each distinct (prompt text, video) is run through the processor once, and
+all rows showing one video hold references to the same `pixel_values_videos` tensor, never copies, and never a
 `repeat_interleave` over flattened patches (which reorders patches across frames).
 
-`VideoRows` keeps, per row: the video's patches, its grid `(t, h, w)` and `second_per_grid_ts`. Rows can be
-permuted and split like any per-sample list or tensor (TRL's `shuffle_sequence_dict` / `split_tensor_dict`), and
-`model_kwargs(start, end)` assembles what Qwen2.5-VL's forward needs for a slice of rows.
+`VideoRows` keeps, per row: the video's patches, its grid `(t, h, w)`, `second_per_grid_ts` and, when the rollout's
+vision-tower outputs are cached, the row's cache key (`temporal_rl.trainers.vision_sharing`). Rows can be permuted
+and split like any per-sample list or tensor (TRL's `shuffle_sequence_dict` / `split_tensor_dict`);
+`model_kwargs(start, end)` assembles what Qwen2.5-VL's forward needs for a slice of rows from pixels, and
+`layout_kwargs` the part it needs besides the encoder outputs (grids and times, for the 3D positions).
 
 This module owns that bookkeeping and the prompt rendering; it does not decode (see `temporal_rl.video`).
 """
@@ -20,6 +22,7 @@ import torch
 from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+FEATURE_KEYS_KEY = "video_feature_keys"  # batch key of `VideoRows.feature_keys`
 
 # mm_token_type_ids convention of Qwen2.5-VL's processor (and TRL): 0 text, 1 image, 2 video.
 IMAGE_TOKEN_TYPE, VIDEO_TOKEN_TYPE = 1, 2
@@ -64,39 +67,62 @@ class VideoRows:
             share one tensor.
         video_grid_thw: (B, 3) int64, the patch grid of each row's video.
         second_per_grid_ts: (B,) float32, seconds per temporal patch of each row's video.
+        feature_keys: B keys of the rows' vision-tower outputs in the trainer's `VisionFeatureCache`, or None
+            when the outputs are not cached (rows of one video share a key).
     """
 
     pixel_values_videos: list[torch.Tensor]
     video_grid_thw: torch.Tensor
     second_per_grid_ts: torch.Tensor
+    feature_keys: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.pixel_values_videos)
 
     @classmethod
     def from_batch(cls, batch: dict) -> VideoRows:
-        """The rows stored under `VIDEO_KEYS` in a (shuffled, split) batch dict."""
+        """The rows stored under `VIDEO_KEYS` (and `FEATURE_KEYS_KEY`, if present) in a (shuffled, split) batch."""
         missing = [key for key in VIDEO_KEYS if key not in batch]
         if missing:
             raise KeyError(f"the batch has no {', '.join(missing)}: it did not come from a video rollout")
-        return cls(*(batch[key] for key in VIDEO_KEYS))
+        return cls(*(batch[key] for key in VIDEO_KEYS), feature_keys=batch.get(FEATURE_KEYS_KEY))
 
     def as_batch(self) -> dict:
-        return {
+        batch = {
             "pixel_values_videos": self.pixel_values_videos,
             "video_grid_thw": self.video_grid_thw,
             "second_per_grid_ts": self.second_per_grid_ts,
         }
+        if self.feature_keys is not None:
+            batch[FEATURE_KEYS_KEY] = self.feature_keys
+        return batch
 
-    def model_kwargs(self, start: int, end: int, device: torch.device | None = None) -> dict:
-        """Qwen2.5-VL forward arguments for rows [start, end): their patches concatenated in row order."""
-        pixels = torch.cat(self.pixel_values_videos[start:end], dim=0)
+    def select(self, start: int, end: int) -> VideoRows:
+        """Rows [start, end) (references, no copies)."""
+        keys = None if self.feature_keys is None else self.feature_keys[start:end]
+        return VideoRows(
+            self.pixel_values_videos[start:end],
+            self.video_grid_thw[start:end],
+            self.second_per_grid_ts[start:end],
+            keys,
+        )
+
+    def layout_kwargs(self, start: int, end: int, device: torch.device | None = None) -> dict:
+        """The grids and times of rows [start, end): what the forward needs besides the encoder's input or output."""
         kwargs = {
-            "pixel_values_videos": pixels,
             "video_grid_thw": self.video_grid_thw[start:end],
             "second_per_grid_ts": self.second_per_grid_ts[start:end],
         }
         return {k: v.to(device) for k, v in kwargs.items()} if device is not None else kwargs
+
+    def model_kwargs(self, start: int, end: int, device: torch.device | None = None) -> dict:
+        """Qwen2.5-VL forward arguments for rows [start, end): their patches concatenated in row order (a copy per
+        row: the vision tower then encodes every row)."""
+        pixels = torch.cat(self.pixel_values_videos[start:end], dim=0)
+        return {
+            "pixel_values_videos": pixels if device is None else pixels.to(device),
+            **self.layout_kwargs(start, end, device),
+        }
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int | None, video_token_id: int) -> torch.Tensor:
@@ -125,7 +151,7 @@ def encode_video_prompts(
 
     Returns:
         prompt_ids: B lists of token ids (video placeholders expanded), unpadded.
-        rows: the B rows' video inputs (rows of one distinct prompt share tensors).
+        rows: the B rows' video inputs (rows of one video share its pixel tensor).
         videos: the distinct videos loaded, in first-seen order (for counting the work).
     """
     chat_template_kwargs = chat_template_kwargs or {}
@@ -138,14 +164,16 @@ def encode_video_prompts(
             )
         )
     videos = {path: load_video(path, sampling, cache) for path in dict.fromkeys(paths)}
-    encoded = {}
+    encoded, pixels = {}, {}
     for key in dict.fromkeys(zip(texts, paths, strict=True)):
         text, path = key
         encoded[key] = processor(text=[text], return_tensors="pt", **processor_video_kwargs([videos[path]]))
+        # The pixels depend on the video only: prompts with other texts on the same video share the tensor.
+        pixels.setdefault(path, encoded[key]["pixel_values_videos"])
     keys = list(zip(texts, paths, strict=True))
     prompt_ids = [encoded[key]["input_ids"][0].tolist() for key in keys]
     rows = VideoRows(
-        pixel_values_videos=[encoded[key]["pixel_values_videos"] for key in keys],
+        pixel_values_videos=[pixels[path] for path in paths],
         video_grid_thw=torch.cat([encoded[key]["video_grid_thw"] for key in keys]),
         second_per_grid_ts=torch.cat([torch.as_tensor(encoded[key]["second_per_grid_ts"]) for key in keys]).float(),
     )
