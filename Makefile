@@ -10,7 +10,7 @@ RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PAR
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 
-.PHONY: install test lint format demo clean publish filter-data filter-experiment
+.PHONY: install test lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
 
 install: $(STAMP)
 
@@ -67,3 +67,23 @@ filter-experiment: install
 	$(RUN_ENV) $(PY) recipes/filter_experiment.py --sft_model $(DEMO_DIR)/sft \
 		--train_file $(DEMO_DIR)/data/train/data.jsonl --test_file $(DEMO_DIR)/data/test/data.jsonl \
 		--frame_cache_dir $(DEMO_DIR)/frames $(ARGS)
+
+# Benchmark suite (benchmarks/suite.py): ours against the baselines in one run (decode vs qwen-vl-utils' fetch_video
+# on a 2-minute 720p clip made on the spot, the filter engine vs K separate generate calls, GRPO step vs plain TRL
+# with the video fix); prints one table, writes bench/results.json and bench/results.md. ARGS="--quick" for a small
+# run, ARGS="--only decode,filter,grpo" for a subset. About 10 minutes here.
+bench: install
+	$(RUN_ENV) $(PY) -m benchmarks $(ARGS)
+
+# ViaRL on the tiny needle task, end to end (recipes/tiny/viarl_needle.yaml): builds the needle data and a tiny
+# selector and answerer under runs/viarl, then runs the warm starts and 2 cycles of {selector RL, selections, answer
+# SFT} with recipes/viarl.py. Killed and started again, it resumes. ARGS="--num_cycles 1 ..." overrides fields.
+viarl: install
+	$(RUN_ENV) $(PY) recipes/viarl_experiment.py --output_dir runs/viarl --seeds 0 --prepare_only true
+	$(RUN_ENV) $(PY) recipes/viarl.py --config recipes/tiny/viarl_needle.yaml $(ARGS)
+
+# The needle experiment (recipes/viarl_experiment.py): per seed, tiny models, the warm starts and 2 cycles, then
+# held-out answer accuracy on uniform, selected and oracle frames; writes runs/viarl-experiment/results.json,
+# results.md and results.png. Resumable.
+viarl-experiment: install
+	$(RUN_ENV) $(PY) recipes/viarl_experiment.py --output_dir runs/viarl-experiment $(ARGS)

@@ -28,7 +28,7 @@ import yaml
 from trl import TrlParser
 
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig
+from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
 from temporal_rl.modeling import TemporalModelConfig, lora_config
 from temporal_rl.rewards import REWARDS, get_reward_funcs
 
@@ -37,10 +37,32 @@ RECIPES = REPO / "recipes"
 ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 # Filter recipes (FilterConfig) are parsed by tests/test_filter_data.py.
 FILTER_RECIPES = {p for p in RECIPES.rglob("*.yaml") if p.parent.name == "filter" or p.name.startswith("filter_")}
+# ViaRL: an amplification recipe (ViaRLConfig) points to its stage recipes, named <run>_selector[_...].yaml
+# (ViaRLSelectorConfig) and <run>_answer[_...].yaml / <run>_selector_warmstart.yaml (TemporalSFTConfig).
+VIARL_STAGE_KINDS = ("selector_warmstart", "answer_warmstart", "selector", "answer")
+
+
+def _is_viarl(path: Path) -> bool:
+    return path.parent.name == "viarl" or path.name.startswith("viarl_")
+
+
+def _viarl_stage_kind(path: Path) -> str | None:
+    """The stage kind of a ViaRL stage recipe (None for an amplification recipe)."""
+    parts = path.stem.split("_")
+    for kind in VIARL_STAGE_KINDS:
+        words = kind.split("_")
+        if any(parts[i : i + len(words)] == words for i in range(1, len(parts))):
+            return kind
+    return None
+
+
+VIARL_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if _is_viarl(p) and _viarl_stage_kind(p) is None)
 MODEL_RECIPES = sorted(
-    p for p in RECIPES.rglob("*.yaml") if ACCELERATE_CONFIGS not in p.parents and p not in FILTER_RECIPES
+    p
+    for p in RECIPES.rglob("*.yaml")
+    if ACCELERATE_CONFIGS not in p.parents and p not in FILTER_RECIPES and p not in VIARL_RECIPES
 )
-REAL_SIZE_RECIPES = [p for p in MODEL_RECIPES if p.parts[-3].startswith("Qwen2.5-VL-")]
+REAL_SIZE_RECIPES = [p for p in MODEL_RECIPES if p.parts[-3].startswith("Qwen2.5-VL-") and not _is_viarl(p)]
 CPU_OVERRIDES = ["--bf16", "false", "--use_cpu", "true"]
 
 # LoRA r=64 on q,k,v,o,gate,up,down of every decoder layer, nothing on the ViT (meta-device counts of the public
@@ -74,7 +96,11 @@ def _id(path: Path) -> str:
 
 
 def _config_classes(path: Path) -> tuple:
-    """The dataclass tuple of a recipe: its folder (`grpo/`, `sft/`) or, for the tiny recipes, its name prefix."""
+    """The dataclass tuple of a recipe: its folder (`grpo/`, `sft/`) or, for the tiny recipes, its name prefix; a
+    ViaRL stage recipe by its stage kind."""
+    if _is_viarl(path):
+        training = ViaRLSelectorConfig if _viarl_stage_kind(path) == "selector" else TemporalSFTConfig
+        return DataArguments, training, TemporalModelConfig
     kind = path.parent.name if path.parent.name in ("grpo", "sft") else path.name.split("_")[0]
     training = {"grpo": TemporalGRPOConfig, "sft": TemporalSFTConfig}.get(kind)
     if training is None:
@@ -132,8 +158,8 @@ def test_recipe_parses(path):
     assert data_args.train_file and model_args.model_name_or_path
     config.frame_sampling()  # the video fields make a valid frame budget
     if isinstance(config, TemporalGRPOConfig):
-        funcs = get_reward_funcs(config.reward_funcs)
-        assert len(funcs) == len(config.reward_funcs)
+        registered = [name for name in config.reward_funcs if name not in config.trainer_built_rewards]
+        assert len(get_reward_funcs(registered)) == len(registered)
         assert config.reward_weights is None or len(config.reward_weights) == len(config.reward_funcs)
 
 
@@ -195,6 +221,86 @@ def test_lora_vision_tower_exclusion_is_what_keeps_the_vit_frozen():
     _, _, model_args = _parse(path, *CPU_OVERRIDES, "--lora_vision_tower", "true")
     model = get_peft_model(build_qwen2_5_vl("3B", device="meta"), lora_config(model_args))
     assert any(".visual." in name and ".lora_" in name for name, _ in model.named_parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1a. ViaRL: amplification recipes and their stage recipes
+
+# ViaRL (arXiv 2505.15447): T=128 candidates at 112 px, N=8 at 896 px, G=8, k1 KL 1e-3, PPO clip 0.2, rewards
+# format 1 / index 1 / length 0.2 / answer 2, 512 selector tokens, 128 answer tokens, temperature 1.
+VIARL_PAPER = dict(
+    num_candidates=128, selector_long_side=112, num_frames_to_select=8, answer_long_side=896, num_generations=8,
+    kl_coef=1e-3, epsilon=0.2, beta=0.0, gamma=1.0, temperature=1.0, max_completion_length=512,
+    answer_max_new_tokens=128, reward_weights=[1.0, 1.0, 0.2, 2.0],
+)  # fmt: skip
+
+
+def _viarl_config(path: Path):
+    from temporal_rl.viarl import ViaRLConfig
+
+    (config,) = TrlParser((ViaRLConfig,)).parse_args_and_config(args=["--config", str(path)])
+    return config
+
+
+def _viarl_stage_recipes(config) -> list[Path]:
+    names = ("selector_recipe", "answer_recipe", "answer_warmstart_recipe", "selector_warmstart_recipe")
+    return [REPO / getattr(config, name) for name in names if getattr(config, name)]
+
+
+def test_viarl_recipes_are_shipped_and_every_stage_recipe_is_used():
+    names = {_id(p) for p in VIARL_RECIPES}
+    assert {"tiny/viarl_needle.yaml", "Qwen2.5-VL-3B-Instruct/viarl/videoqa.yaml"} <= names
+    used = {path for recipe in VIARL_RECIPES for path in _viarl_stage_recipes(_viarl_config(recipe))}
+    stage_recipes = {p for p in RECIPES.rglob("*.yaml") if _is_viarl(p) and _viarl_stage_kind(p) is not None}
+    assert used == stage_recipes
+
+
+@pytest.mark.parametrize("path", VIARL_RECIPES, ids=_id)
+def test_viarl_recipe_parses_with_its_stages(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # recipe paths are relative to the repository
+    config = _viarl_config(path)
+    stages = {Path(p).name: _parse(Path(p), *CPU_OVERRIDES) for p in _viarl_stage_recipes(config)}
+    selector = stages[Path(config.selector_recipe).name]
+    answer = stages[Path(config.answer_recipe).name]
+    assert isinstance(selector[1], ViaRLSelectorConfig)
+    assert isinstance(answer[1], TemporalSFTConfig)
+    # the answer model is asked (selector trainer) and tuned (answer stages) with the same prompt
+    assert answer[1].prompt_options() == selector[1].prompt_options()
+    assert selector[1].answer_model_name_or_path == answer[2].model_name_or_path
+    assert selector[2].use_peft and selector[1].kl_coef > 0  # the reference policy: adapters disabled
+    if "Qwen2.5-VL-" in str(path):
+        return
+    from temporal_rl.viarl import ViaRLRun
+
+    run = ViaRLRun(config)  # parses every stage with the lineage and the prompt check
+    assert len(run.stages) == 3 * config.num_cycles + 2
+    assert (run.spec.num_candidates, run.spec.num_select) == (32, 2)
+
+
+@pytest.mark.parametrize("name", ["videoqa", "videoqa_4bit"])
+def test_viarl_real_size_settings(name):
+    config = _viarl_config(RECIPES / f"Qwen2.5-VL-3B-Instruct/viarl/{name}.yaml")
+    assert config.num_cycles == 2 and config.answer_target == "letter"
+    assert config.answer_warmstart_recipe is None and config.selector_warmstart_recipe is None
+    assert config.output_dir == f"runs/Qwen2.5-VL-3B-Instruct/viarl/{name}"
+    _, selector, selector_model = _parse(REPO / config.selector_recipe, *CPU_OVERRIDES)
+    _, answer, answer_model = _parse(REPO / config.answer_recipe, *CPU_OVERRIDES)
+    for key, value in VIARL_PAPER.items():
+        assert getattr(selector, key) == value, key
+    assert selector.reward_funcs == ["selector_format", "selector_index", "selector_length", "selector_answer"]
+    assert (selector.length_min_tokens, selector.length_max_tokens) == (80, 512)
+    assert selector.answer_load_in_4bit == name.endswith("_4bit")
+    assert selector_model.model_name_or_path == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert selector.answer_model_name_or_path == answer_model.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    for model_args, training in ((selector_model, selector), (answer_model, answer)):
+        assert model_args.use_peft and (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (
+            64,
+            128,
+            0,
+        )
+        assert not model_args.lora_vision_tower and model_args.dtype == "bfloat16"
+        assert training.gradient_checkpointing
+    assert selector.per_device_train_batch_size % selector.num_generations == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------

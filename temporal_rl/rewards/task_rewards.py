@@ -33,7 +33,7 @@ RECALL_THRESHOLDS = (0.3, 0.5, 0.7)
 FREE_TEXT_TASKS = ("open_qa",)
 
 
-def _column(values: Any, size: int, name: str) -> list:
+def column_rows(values: Any, size: int, name: str) -> list:
     """A dataset column as a list of `size` rows (`None` rows if the column is absent)."""
     if values is None:
         return [None] * size
@@ -47,7 +47,7 @@ def _format_rewards(completions, task, options, require_think: bool) -> list[flo
     size = len(completions)
     rewards = []
     for completion, row_task, row_options in zip(
-        completions, _column(task, size, "task"), _column(options, size, "options"), strict=True
+        completions, column_rows(task, size, "task"), column_rows(options, size, "options"), strict=True
     ):
         if row_task not in FORMAT_TASKS:
             rewards.append(None)
@@ -134,9 +134,9 @@ def accuracy_reward(
     rewards = []
     for completion, row_task, row_answer, row_options in zip(
         completions,
-        _column(task, size, "task"),
-        _column(answer, size, "answer"),
-        _column(options, size, "options"),
+        column_rows(task, size, "task"),
+        column_rows(answer, size, "answer"),
+        column_rows(options, size, "options"),
         strict=True,
     ):
         if row_task not in CHOICE_TASKS or not row_answer:
@@ -185,9 +185,9 @@ def iou_reward(
     rewards = []
     for completion, row_task, row_spans, row_duration in zip(
         completions,
-        _column(task, size, "task"),
-        _column(spans, size, "spans"),
-        _column(duration, size, "duration"),
+        column_rows(task, size, "task"),
+        column_rows(spans, size, "spans"),
+        column_rows(duration, size, "duration"),
         strict=True,
     ):
         if row_task not in SPAN_TASKS or row_spans is None or len(row_spans) == 0:
@@ -222,7 +222,7 @@ def exact_match_reward(
     size = len(completions)
     rewards = []
     for completion, row_task, row_answer in zip(
-        completions, _column(task, size, "task"), _column(answer, size, "answer"), strict=True
+        completions, column_rows(task, size, "task"), column_rows(answer, size, "answer"), strict=True
     ):
         if row_task not in FREE_TEXT_TASKS or not row_answer:
             rewards.append(None)

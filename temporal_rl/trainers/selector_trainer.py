@@ -46,6 +46,7 @@ from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.rewards.parsing import completion_text
 from temporal_rl.rewards.scoring import choice_score
+from temporal_rl.rewards.task_rewards import column_rows
 from temporal_rl.selector import (
     NUM_CANDIDATES_COLUMN,
     NUM_SELECT_COLUMN,
@@ -182,13 +183,7 @@ class AnswerModelReward:
         size = len(completions)
 
         def column(name: str) -> list:
-            values = columns.get(name)
-            if values is None:
-                return [None] * size
-            values = list(values)
-            if len(values) != size:
-                raise ValueError(f"column {name!r} has {len(values)} rows but there are {size} completions")
-            return values
+            return column_rows(columns.get(name), size, name)
 
         names = (CANDIDATES_COLUMN, NUM_CANDIDATES_COLUMN, NUM_SELECT_COLUMN, "task", "question", "options", "answer")
         rows = list(zip(*(column(name) for name in names), column("id"), strict=True))

@@ -1,51 +1,129 @@
-"""Supervised warm start on canonical video data: the collator that turns rows into a Qwen2.5-VL batch.
+"""Supervised fine-tuning on video rows: the collator that turns rows into a Qwen2.5-VL batch, the loss on the answer.
 
 TRL's SFTTrainer does the training (with `dataset_kwargs={"skip_prepare_dataset": True}` and
-`remove_unused_columns=False`, so the raw rows reach the collator); this module only builds batches: the prompt
-with its video exactly as the GRPO trainer builds it (`video_inputs.encode_video_prompts`), followed by the gold
-completion (`PromptOptions.answer`) and the end-of-turn token, with the loss on the completion only.
+`remove_unused_columns=False`, so the raw rows reach the collator); this module only builds batches: each row's
+prompt with its video, followed by its target completion and the end-of-turn token, with the loss on the
+completion only.
+
+Three things are pluggable, so one collator serves every supervised stage:
+
+- `frames(row) -> SampledVideo`: the frames the model sees. Default `PathFrames(sampling, cache)`: the row's own
+  video at the frame budget, as the GRPO trainer samples it (the SFT warm start). The ViaRL answer stage passes
+  the frames its selector picked (`temporal_rl.answer_stage.SelectedFrames`).
+- `messages(row) -> list[dict]`: the chat prompt (default `PromptOptions.messages`); its one video block gets the
+  frames above.
+- `completion(row) -> str`: the target text (default `PromptOptions.answer`, the gold answer).
+
+This module owns batch building for supervised training; it does not decide which frames or which text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from temporal_rl.prompts import PromptOptions
-from temporal_rl.trainers.video_inputs import encode_video_prompts, mm_token_type_ids
-from temporal_rl.video import FrameCache, FrameSampling
+from temporal_rl.trainers.video_inputs import mm_token_type_ids, strip_none
+from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
 
 IGNORE_INDEX = -100
 
+FrameSource = Callable[[dict], SampledVideo]
+
+
+class PathFrames:
+    """The frame source of plain SFT: the row's own video (`row["video"]`) at a frame budget, through the cache.
+
+    Args:
+        sampling: the frame budget (`temporal_rl.video.FrameSampling`).
+        cache: the frame cache (None: decode every time).
+    """
+
+    def __init__(self, sampling: FrameSampling, cache: FrameCache | None):
+        self.sampling, self.cache = sampling, cache
+
+    def __call__(self, row: dict) -> SampledVideo:
+        return load_video(row["video"], self.sampling, self.cache)
+
+
+def count_video_blocks(messages: list[dict]) -> int:
+    """The number of `{"type": "video"}` blocks in chat messages."""
+    return sum(
+        1
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "video"
+    )
+
 
 class VideoSFTCollator:
-    """Canonical rows -> `input_ids`, `attention_mask`, `labels` (-100 outside the completion), video inputs.
+    """Rows -> `input_ids`, `attention_mask`, `labels` (-100 outside the completion), `mm_token_type_ids` (B, L),
+    and the video inputs `pixel_values_videos` (sum of patches, D), `video_grid_thw` (B, 3), `second_per_grid_ts`
+    (B,).
+
+    Sequences are right-padded; a row is `prompt + completion + <|im_end|>` with the loss on the last two.
 
     Args:
         processor: a Qwen2.5-VL processor.
-        sampling, cache: frame sampling and cache (`temporal_rl.video`).
-        prompt: the prompt wording and answer format (`temporal_rl.prompts.PromptOptions`).
+        sampling, cache: frame budget and cache of the default frame source (ignored when `frames` is given).
+        prompt: the prompt wording and answer format of the default `messages` and `completion`.
+        frames: `row -> SampledVideo`, the frames of the row's one video block (default `PathFrames`).
+        messages: `row -> chat messages` with exactly one video block (default `prompt.messages(row)`).
+        completion: `row -> target text`, without the end-of-turn token (default `prompt.answer(row)`).
     """
 
-    def __init__(self, processor, sampling: FrameSampling, cache: FrameCache | None, prompt: PromptOptions):
-        self.processor, self.sampling, self.cache, self.prompt = processor, sampling, cache, prompt
+    def __init__(
+        self,
+        processor,
+        sampling: FrameSampling | None = None,
+        cache: FrameCache | None = None,
+        prompt: PromptOptions | None = None,
+        *,
+        frames: FrameSource | None = None,
+        messages: Callable[[dict], list[dict]] | None = None,
+        completion: Callable[[dict], str] | None = None,
+    ):
+        if frames is None and sampling is None:
+            raise ValueError("VideoSFTCollator needs a frame budget (sampling) or a frame source (frames=...)")
+        self.processor = processor
+        self.prompt = prompt or PromptOptions()
+        self.frames = frames or PathFrames(sampling, cache)
+        self.messages = messages or self.prompt.messages
+        self.completion = completion or self.prompt.answer
         self.tokenizer = processor.tokenizer
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(processor.video_token)
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
 
     def completion_ids(self, row: dict) -> list[int]:
-        text = self.prompt.answer(row) + self.tokenizer.eos_token
+        """The token ids of the row's target completion followed by the end-of-turn token."""
+        text = self.completion(row) + self.tokenizer.eos_token
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def encode_prompt(self, row: dict) -> dict[str, torch.Tensor]:
+        """One row's prompt through the processor with its frames: `input_ids` (1, P) and the video tensors."""
+        messages = strip_none(self.messages(row))
+        if count_video_blocks(messages) != 1:
+            raise ValueError(
+                f"row {row.get('id')!r}: the SFT prompt needs exactly one video block, found "
+                f"{count_video_blocks(messages)}"
+            )
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.processor(text=[text], return_tensors="pt", **processor_video_kwargs([self.frames(row)]))
+
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        prompts = [self.prompt.messages(row, video=row["video"]) for row in rows]
-        prompt_ids, video_rows, _ = encode_video_prompts(self.processor, prompts, self.sampling, self.cache)
+        if not rows:
+            raise ValueError("VideoSFTCollator got an empty batch")
+        encoded = [self.encode_prompt(row) for row in rows]
+        prompts = [e["input_ids"][0].tolist() for e in encoded]
         completions = [self.completion_ids(row) for row in rows]
-        length = max(len(p) + len(c) for p, c in zip(prompt_ids, completions, strict=True))
+        length = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, (prompt, completion) in enumerate(zip(prompt_ids, completions, strict=True)):
+        for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
             sequence = prompt + completion
             input_ids[i, : len(sequence)] = torch.tensor(sequence)
             labels[i, len(prompt) : len(sequence)] = torch.tensor(completion)
@@ -55,5 +133,7 @@ class VideoSFTCollator:
             "attention_mask": attention_mask,
             "labels": labels,
             "mm_token_type_ids": mm_token_type_ids(input_ids, self.image_token_id, self.video_token_id),
-            **video_rows.model_kwargs(0, len(rows)),
+            "pixel_values_videos": torch.cat([e["pixel_values_videos"] for e in encoded]),
+            "video_grid_thw": torch.cat([e["video_grid_thw"] for e in encoded]),
+            "second_per_grid_ts": torch.cat([torch.as_tensor(e["second_per_grid_ts"]) for e in encoded]).float(),
         }

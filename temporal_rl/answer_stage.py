@@ -1,0 +1,735 @@
+"""ViaRL's answer-model stage and the evaluation of an answer model on chosen frames.
+
+Stage 2 of ViaRL (arXiv 2505.15447) tunes the answer model on the frames the current selector picks: the selector
+samples one selection per training item (temperature 1) from its labelled candidates, and the answer model is
+instruction-tuned on those high-resolution frames, in time order, with the loss on the answer tokens only.
+
+- `sample_selections(selector_model, processor, records, output_file, spec, cache)`: one selection per record,
+  written to a JSONL file as it goes (`{"id", "indices", "valid", "parsed", "num_candidates", "completion"}`);
+  an invalid index list falls back to uniform indices (`temporal_rl.selector.fallback_indices`, as ViaRL) and is
+  counted. Started again on the same file, it samples only the records that are not in it yet.
+- `SelectedFrames(selections, spec, cache)`: the frame source (`temporal_rl.trainers.sft.VideoSFTCollator`) that
+  hands each row the frames its selection names; `OracleFrames` the frames that show a record's evidence window
+  (the needle), for a warm start and as the oracle of an experiment.
+- `train_answer(data_args, config, model_args, frames, adapter=None, target="letter")`: the SFT (LoRA) of the answer
+  model on those frames, continuing a previous cycle's adapter when given; the target is the gold option's letter
+  or its text (`answer_completion`). `train_video_sft` is the same with any prompt and target (the selector's
+  format warm start uses it).
+- `evaluate_answers(answer_model, processor, records, selection, spec, cache)`: greedy answers from frames chosen
+  uniformly, by a selector (greedy), by CLIP (`temporal_rl.frame_baselines`), by the oracle, or given per record;
+  accuracy and per-record results.
+
+Where T, N and the two resolutions come from: `CandidateSpec`, built from the selector's config
+(`CandidateSpec.from_config`), so the answer stage sees exactly the candidates the selector chose among.
+
+This module owns the answer stage's data flow (selections file, frame sources, answer prompts, scoring). Training
+loops are TRL's, candidate frames `temporal_rl.frames`', the selector's text `temporal_rl.selector`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from temporal_rl.data import record_meta
+from temporal_rl.frames import (
+    DEFAULT_ANSWER_LONG_SIDE,
+    DEFAULT_NUM_CANDIDATES,
+    DEFAULT_SELECTOR_LONG_SIDE,
+    CandidateFrames,
+    LabelStyle,
+    candidate_frames,
+    select_frames,
+    selector_inputs,
+    uniform_indices,
+)
+from temporal_rl.inference import GenerationOptions, PreparedPrompt, generate_batch
+from temporal_rl.prompts import PromptOptions
+from temporal_rl.rewards.scoring import choice_score
+from temporal_rl.selector import (
+    DEFAULT_LABEL_DESCRIPTION,
+    build_selector_messages,
+    fallback_indices,
+    is_valid_selection,
+    parse_indices,
+)
+from temporal_rl.trainers.video_inputs import strip_none
+from temporal_rl.video import FrameCache, SampledVideo, processor_video_kwargs
+
+logger = logging.getLogger(__name__)
+
+SELECTIONS = ("uniform", "selector", "clip", "oracle")
+# What the answer model is tuned to write inside <answer>: the option's letter (the prompt's instruction), or the
+# option's text. The selector's answer reward and `evaluate_answers` score both (`choice_score` reads an option's
+# exact text as that option); a tiny random model learns the text far more easily than the colour -> letter binding.
+ANSWER_TARGETS = ("letter", "option")
+DEFAULT_SELECTOR_TOKENS = 512  # ViaRL's selector generation limit
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """The candidates a selector chooses among and the frames an answer model gets.
+
+    Args:
+        num_candidates: T, candidate frames sampled uniformly over the video (even; ViaRL 128).
+        num_select: N, frames the selector picks and the answer model sees (ViaRL 8).
+        selector_long_side: long side of the labelled selector frames (ViaRL 112 px).
+        answer_long_side: long side of the answer model's frames (ViaRL 896 px).
+        label_style: how the index is drawn on the selector's frames.
+        label: how the selector's prompt names the drawn index (matches `label_style`).
+    """
+
+    num_candidates: int = DEFAULT_NUM_CANDIDATES
+    num_select: int = 8
+    selector_long_side: int = DEFAULT_SELECTOR_LONG_SIDE
+    answer_long_side: int = DEFAULT_ANSWER_LONG_SIDE
+    label_style: LabelStyle = field(default_factory=LabelStyle)
+    label: str = DEFAULT_LABEL_DESCRIPTION
+
+    def __post_init__(self):
+        for name in ("num_candidates", "num_select", "selector_long_side", "answer_long_side"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"CandidateSpec: {name} must be a positive integer, got {value!r}")
+        if self.num_select > self.num_candidates:
+            raise ValueError(f"CandidateSpec: cannot select {self.num_select} of {self.num_candidates} candidates")
+        if self.num_candidates % 2:
+            raise ValueError(
+                f"CandidateSpec: num_candidates must be even (Qwen's frame pairs), got {self.num_candidates}"
+            )
+
+    @classmethod
+    def from_config(cls, config: Any) -> CandidateSpec:
+        """The spec of a `temporal_rl.configs.ViaRLSelectorConfig`: its T, N, sizes and label."""
+        return cls(
+            num_candidates=int(config.num_candidates),
+            num_select=int(config.num_frames_to_select),
+            selector_long_side=int(config.selector_long_side),
+            answer_long_side=int(config.answer_long_side),
+            label_style=config.label_style(),
+            label=config.selector_label(),
+        )
+
+    def candidates(self, path: str | os.PathLike, cache: FrameCache | None) -> CandidateFrames:
+        """The candidates of one video (`temporal_rl.frames.candidate_frames`)."""
+        return candidate_frames(
+            path,
+            self.num_candidates,
+            self.selector_long_side,
+            self.answer_long_side,
+            cache,
+            label_style=self.label_style,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Oracle frames (the evidence window of a record)
+
+
+def evidence_window(record: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The half-open source-frame window `[f0, f1)` that holds a record's evidence, or None if it has none.
+
+    Synthetic needle records carry it as `meta.needle_frames`, synthetic mcq records as `meta.evidence_frames`.
+    """
+    meta = record_meta(record) if record.get("meta") is not None else {}
+    for key in ("needle_frames", "evidence_frames"):
+        window = meta.get(key)
+        if window is not None:
+            start, end = int(window[0]), int(window[1])
+            if end <= start:
+                raise ValueError(f"record {record.get('id')!r}: empty {key} {window!r}")
+            return start, end
+    return None
+
+
+def window_candidates(source_indices: Sequence[int] | np.ndarray, window: tuple[int, int]) -> list[int]:
+    """The candidate indices whose source frame lies in the half-open `window` (increasing).
+
+    Example:
+        ```python
+        >>> window_candidates([0, 4, 8, 12, 16], (5, 13))
+        [2, 3]
+        ```
+    """
+    start, end = window
+    return [i for i, source in enumerate(np.asarray(source_indices).tolist()) if start <= source < end]
+
+
+def oracle_indices(source_indices: Sequence[int] | np.ndarray, window: tuple[int, int], num_select: int) -> list[int]:
+    """N candidate indices that show as much of the evidence window as possible, increasing.
+
+    With k candidates inside the window: k >= N picks N of them spread uniformly (`uniform_indices(k, N, "center")`
+    positions among them); k < N takes all k and fills the rest with the other candidates spread uniformly.
+
+    Example:
+        ```python
+        >>> oracle_indices(range(0, 32, 2), (10, 14), 4)  # candidates 5 and 6, and 2 of the 14 others
+        [3, 5, 6, 12]
+        >>> oracle_indices(range(16), (2, 10), 2)  # 2 of the 8 inside (2..9), segment centres
+        [4, 8]
+        ```
+    """
+    count = len(source_indices)
+    if not 1 <= num_select <= count:
+        raise ValueError(f"cannot pick {num_select} of {count} candidates")
+    inside = window_candidates(source_indices, window)
+    if len(inside) >= num_select:
+        return [inside[i] for i in uniform_indices(len(inside), num_select, "center")]
+    outside = [i for i in range(count) if i not in set(inside)]
+    fill = [outside[i] for i in uniform_indices(len(outside), num_select - len(inside), "center")]
+    return sorted(inside + fill)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Frame sources for the answer model
+
+
+def answer_video(candidates: CandidateFrames, indices: Sequence[int]) -> SampledVideo:
+    """The answer model's video: the chosen candidates at the answer resolution, in time order."""
+    return select_frames(candidates, [int(i) for i in indices])
+
+
+class SelectedFrames:
+    """Frame source: each row's selected candidates (`selections[row["id"]]`, a list of indices) at the answer size.
+
+    Args:
+        selections: record id -> candidate indices (or a selections row with an `indices` key).
+        spec: the candidates the indices refer to.
+        cache: the frame cache.
+    """
+
+    def __init__(self, selections: Mapping[str, Any], spec: CandidateSpec, cache: FrameCache | None):
+        self.selections, self.spec, self.cache = selections, spec, cache
+
+    def indices(self, row: Mapping[str, Any]) -> list[int]:
+        selection = self.selections.get(row["id"])
+        if selection is None:
+            raise KeyError(f"record {row['id']!r} has no selection; sample selections for every training record")
+        return list(selection["indices"] if isinstance(selection, Mapping) else selection)
+
+    def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
+        return answer_video(self.spec.candidates(row["video"], self.cache), self.indices(row))
+
+
+class OracleFrames:
+    """Frame source: the candidates that show the row's evidence window (`oracle_indices`); uniform without one.
+
+    Args:
+        spec: the candidates (T, N, sizes).
+        cache: the frame cache.
+        every_frame: choose among all the video's frames instead of the T candidates (T = the frame count, from
+            `meta.num_frames`), so that all N frames lie inside a window of at least N frames: the densest view of
+            the evidence, for teaching a model to read it.
+    """
+
+    def __init__(self, spec: CandidateSpec, cache: FrameCache | None, every_frame: bool = False):
+        self.spec, self.cache, self.every_frame = spec, cache, every_frame
+
+    def candidates(self, row: Mapping[str, Any]) -> CandidateFrames:
+        if not self.every_frame:
+            return self.spec.candidates(row["video"], self.cache)
+        count = int(record_meta(row).get("num_frames") or 0) // 2 * 2
+        if count < self.spec.num_select:
+            raise ValueError(f"record {row.get('id')!r}: every_frame needs meta.num_frames (the video's frame count)")
+        return dataclasses.replace(self.spec, num_candidates=count).candidates(row["video"], self.cache)
+
+    def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
+        candidates = self.candidates(row)
+        return answer_video(candidates, oracle_selection(row, candidates, self.spec.num_select))
+
+
+class UniformFrames:
+    """Frame source: N candidates spread uniformly (`uniform_indices(T, N, "center")`)."""
+
+    def __init__(self, spec: CandidateSpec, cache: FrameCache | None):
+        self.spec, self.cache = spec, cache
+
+    def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
+        candidates = self.spec.candidates(row["video"], self.cache)
+        return answer_video(candidates, uniform_indices(candidates.num_candidates, self.spec.num_select, "center"))
+
+
+def oracle_selection(record: Mapping[str, Any], candidates: CandidateFrames, num_select: int) -> list[int]:
+    """`oracle_indices` for a record's evidence window over its candidates (uniform when it has no window)."""
+    window = evidence_window(record)
+    if window is None:
+        return uniform_indices(candidates.num_candidates, num_select, "center")
+    return oracle_indices(candidates.source_indices, window, num_select)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The selections file
+
+
+@dataclass
+class SelectionSummary:
+    """What `sample_selections` did.
+
+    Attributes:
+        path: the selections file.
+        total: rows in the file for the records asked for.
+        sampled: rows sampled by this call (the rest were already in the file).
+        valid: rows whose index list was valid.
+        fallback: rows that fell back to uniform indices (invalid index list).
+    """
+
+    path: str
+    total: int
+    sampled: int
+    valid: int
+    fallback: int
+
+    @property
+    def fallback_rate(self) -> float:
+        return self.fallback / self.total if self.total else 0.0
+
+
+def read_selections(path: str | os.PathLike) -> dict[str, dict]:
+    """Record id -> selection row of a selections JSONL file ({} if it does not exist).
+
+    A last line without its newline is a write cut short by a kill and is ignored; any other bad line raises.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    rows = {}
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    complete = lines[:-1]  # the text after the last newline is an unfinished write (or empty)
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a selections row ({err.msg})") from None
+        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("indices"), list):
+            raise ValueError(f"{path}:{number}: a selections row needs 'id' and 'indices'")
+        rows[str(row["id"])] = row
+    return rows
+
+
+def _truncate_unfinished_line(path: Path) -> None:
+    """Cut a trailing partial line (a write interrupted by a kill) so that appending starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(end)
+
+
+def batch_seed(seed: int, ids: Sequence[str]) -> int:
+    """A sampling seed for a batch, from the run's seed and the batch's record ids (same batch, same draws)."""
+    digest = hashlib.sha256(json.dumps([int(seed), list(ids)]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def selector_prompt(
+    processor: Any, record: Mapping[str, Any], spec: CandidateSpec, cache: FrameCache | None
+) -> tuple[PreparedPrompt, CandidateFrames]:
+    """One record's selector input (`build_selector_messages` + `selector_inputs`) and its candidates.
+
+    As the selector trainer builds it: the video's real T, and N clamped to it.
+    """
+    candidates = spec.candidates(record["video"], cache)
+    count = candidates.num_candidates
+    messages = build_selector_messages(dict(record), count, min(spec.num_select, count), label=spec.label)
+    inputs = selector_inputs(processor, messages, candidates)
+    return PreparedPrompt(str(record["id"]), inputs), candidates
+
+
+def generate_selections(
+    selector_model: Any,
+    processor: Any,
+    records: Sequence[Mapping[str, Any]],
+    spec: CandidateSpec,
+    cache: FrameCache | None,
+    generation: GenerationOptions,
+) -> list[dict]:
+    """One selection row per record from one `generate` call (the caller batches and seeds).
+
+    Returns:
+        Rows `{"id", "indices", "valid", "parsed", "num_candidates", "completion"}`; `indices` is the parsed list
+        when valid, else uniform (`fallback_indices`).
+    """
+    if generation.num_return_sequences != 1:
+        raise ValueError("a selection is one completion per record: use num_return_sequences=1")
+    prepared = [selector_prompt(processor, record, spec, cache) for record in records]
+    generations = generate_batch(selector_model, processor, [p for p, _ in prepared], generation)
+    rows = []
+    for (prompt, candidates), generated in zip(prepared, generations, strict=True):
+        text = generated.completions[0]
+        parsed = parse_indices(text)
+        count = candidates.num_candidates
+        select = min(spec.num_select, count)
+        rows.append(
+            {
+                "id": prompt.record_id,
+                "indices": fallback_indices(parsed, count, select),
+                "valid": is_valid_selection(parsed, count, select),
+                "parsed": parsed,
+                "num_candidates": count,
+                "completion": text,
+            }
+        )
+    return rows
+
+
+def sample_selections(
+    selector_model: Any,
+    processor: Any,
+    records: Iterable[Mapping[str, Any]],
+    output_file: str | os.PathLike,
+    spec: CandidateSpec,
+    cache: FrameCache | None,
+    *,
+    generation: GenerationOptions | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> SelectionSummary:
+    """One sampled selection per record from the selector, appended to `output_file` batch by batch (resumable).
+
+    Records whose id is already in the file are skipped, so a killed run continues where it stopped; each batch
+    is seeded from `seed` and its record ids (`batch_seed`), so a batch draws the same completions however it is
+    reached. The file is flushed and fsynced after every batch.
+
+    Args:
+        selector_model: the selector (a PEFT model or a plain one), in eval mode.
+        processor: its processor.
+        records: canonical records (`temporal_rl.data.read_records`, or rows of `load_dataset`).
+        output_file: the selections JSONL file (created with its folder).
+        spec: T, N and the resolutions of the candidates.
+        cache: the frame cache.
+        generation: decoding settings; default: sampled at temperature 1, 512 new tokens, 8 records per call.
+        seed: the run's sampling seed.
+        log: called with a progress line after each batch.
+
+    Returns:
+        The counts (`SelectionSummary`), over the whole file for the records asked for.
+    """
+    generation = generation or GenerationOptions(
+        do_sample=True, temperature=1.0, max_new_tokens=DEFAULT_SELECTOR_TOKENS
+    )
+    path = Path(output_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _truncate_unfinished_line(path)
+    records = list(records)
+    wanted = {str(record["id"]) for record in records}
+    done = read_selections(path)
+    pending = [record for record in records if str(record["id"]) not in done]
+    sampled = 0
+    was_training = getattr(selector_model, "training", False)
+    selector_model.eval()
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            for start in range(0, len(pending), generation.batch_size):
+                batch = pending[start : start + generation.batch_size]
+                torch.manual_seed(batch_seed(seed, [str(r["id"]) for r in batch]))
+                rows = generate_selections(selector_model, processor, batch, spec, cache, generation)
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    done[row["id"]] = row
+                handle.flush()
+                os.fsync(handle.fileno())
+                sampled += len(rows)
+                if log is not None:
+                    log(f"selections: {len(wanted) - len(pending) + sampled}/{len(wanted)} records")
+    finally:
+        selector_model.train(was_training)
+    rows = [done[i] for i in wanted if i in done]
+    valid = sum(bool(row["valid"]) for row in rows)
+    return SelectionSummary(str(path), total=len(rows), sampled=sampled, valid=valid, fallback=len(rows) - valid)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Answer-model inputs and evaluation
+
+
+def answer_completion(record: Mapping[str, Any], prompt: PromptOptions, target: str = "letter") -> str:
+    """The answer model's SFT target for a multiple-choice record: the gold letter, or the gold option's text.
+
+    Example:
+        ```python
+        >>> record = {"task": "mcq", "options": ["red", "blue"], "answer": "B"}
+        >>> answer_completion(record, PromptOptions()), answer_completion(record, PromptOptions(), "option")
+        ('<answer>B</answer>', '<answer>blue</answer>')
+        ```
+    """
+    if target not in ANSWER_TARGETS:
+        raise ValueError(f"unknown answer target {target!r}; expected one of {', '.join(ANSWER_TARGETS)}")
+    if target == "letter":
+        return prompt.answer(dict(record))
+    options, letter = list(record.get("options") or []), str(record.get("answer", "")).strip().upper()
+    index = ord(letter) - ord("A") if len(letter) == 1 else -1
+    if not 0 <= index < len(options):
+        raise ValueError(f"record {record.get('id')!r}: answer {letter!r} names none of its {len(options)} options")
+    return prompt.answer({**record, "answer": str(options[index]).strip()})
+
+
+def answer_prompt(
+    processor: Any, record: Mapping[str, Any], video: SampledVideo, prompt: PromptOptions = PromptOptions()
+) -> PreparedPrompt:
+    """The answer model's input for one record on the given frames: the record's prompt, one processor call."""
+    messages = strip_none(prompt.messages(dict(record)))
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
+    return PreparedPrompt(str(record["id"]), {key: value for key, value in inputs.items() if torch.is_tensor(value)})
+
+
+@dataclass
+class AnswerEvaluation:
+    """Greedy answers of an answer model on chosen frames.
+
+    Attributes:
+        selection: how the frames were chosen (`uniform`, `selector`, `clip`, `oracle`, or `given`).
+        accuracy: share of records answered right, in [0, 1].
+        results: per record `{"id", "indices", "valid", "completion", "predicted", "answer", "correct",
+            "shows_evidence"}` (`shows_evidence`: whether a chosen frame lies in the record's evidence window,
+            None without one).
+        invalid_selections: records whose selector output was invalid (uniform fallback); 0 for other selections.
+    """
+
+    selection: str
+    accuracy: float
+    results: list[dict] = field(repr=False)
+    invalid_selections: int = 0
+
+    @property
+    def evidence_rate(self) -> float | None:
+        """Share of records (with an evidence window) whose chosen frames show it."""
+        shown = [r["shows_evidence"] for r in self.results if r["shows_evidence"] is not None]
+        return sum(shown) / len(shown) if shown else None
+
+    @property
+    def valid_evidence_rate(self) -> float | None:
+        """`evidence_rate` over the records whose selection was valid (a fallback's frames are uniform ones)."""
+        shown = [r["shows_evidence"] for r in self.results if r["shows_evidence"] is not None and r["valid"]]
+        return sum(shown) / len(shown) if shown else None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "selection": self.selection,
+            "accuracy": self.accuracy,
+            "records": len(self.results),
+            "evidence_rate": self.evidence_rate,
+            "valid_evidence_rate": self.valid_evidence_rate,
+            "invalid_selections": self.invalid_selections,
+            "invalid_rate": self.invalid_selections / len(self.results) if self.results else 0.0,
+        }
+
+
+def _choose(
+    selection: str | Mapping[str, Sequence[int]],
+    batch: Sequence[Mapping[str, Any]],
+    candidates: Sequence[CandidateFrames],
+    spec: CandidateSpec,
+    cache: FrameCache | None,
+    selector: tuple[Any, Any] | None,
+    clip_scorer: Any,
+    selector_max_new_tokens: int,
+) -> list[tuple[list[int], bool]]:
+    """(indices, valid) per record of a batch for the selection method (`evaluate_answers`)."""
+    if isinstance(selection, Mapping):
+        return [(list(selection[str(r["id"])]), True) for r in batch]
+    if selection == "uniform":
+        return [(uniform_indices(c.num_candidates, spec.num_select, "center"), True) for c in candidates]
+    if selection == "oracle":
+        return [(oracle_selection(r, c, spec.num_select), True) for r, c in zip(batch, candidates, strict=True)]
+    if selection == "clip":
+        from temporal_rl.frame_baselines import clip_topk_selection
+
+        return [
+            (clip_topk_selection(clip_scorer, c, str(r["question"]), spec.num_select), True)
+            for r, c in zip(batch, candidates, strict=True)
+        ]
+    model, processor = selector
+    greedy = GenerationOptions(max_new_tokens=selector_max_new_tokens, batch_size=len(batch))
+    return [
+        (row["indices"], row["valid"]) for row in generate_selections(model, processor, batch, spec, cache, greedy)
+    ]
+
+
+def evaluate_answers(
+    answer_model: Any,
+    processor: Any,
+    records: Sequence[Mapping[str, Any]],
+    selection: str | Mapping[str, Sequence[int]],
+    spec: CandidateSpec,
+    cache: FrameCache | None,
+    *,
+    prompt: PromptOptions = PromptOptions(),
+    selector: tuple[Any, Any] | None = None,
+    clip_scorer: Any = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 32,
+    selector_max_new_tokens: int = DEFAULT_SELECTOR_TOKENS,
+) -> AnswerEvaluation:
+    """Accuracy of the answer model's greedy answers on multiple-choice records, from the chosen frames.
+
+    An answer is read as the selector trainer's answer reward reads it (`temporal_rl.rewards.scoring.choice_score`:
+    the option's letter, or its exact text).
+
+    Args:
+        answer_model: the answer model, in eval mode.
+        processor: its processor.
+        records: canonical multiple-choice records (with `options` and a gold letter `answer`).
+        selection: `"uniform"` (N candidates spread uniformly, segment centres), `"selector"` (the greedy selection
+            of `selector`, uniform fallback when invalid, as in training), `"clip"` (CLIP top-N of `clip_scorer`),
+            `"oracle"` (the candidates in the record's evidence window, `oracle_indices`), or a mapping record id
+            -> candidate indices.
+        spec: T, N and the resolutions.
+        cache: the frame cache.
+        prompt: the answer model's prompt options (those it was tuned with).
+        selector: `(selector_model, selector_processor)` for `"selection"`.
+        clip_scorer: a `temporal_rl.frame_baselines.ClipFrameScorer` for `"clip"`.
+        batch_size: records per `generate` call.
+        max_new_tokens: the answer's token limit.
+        selector_max_new_tokens: the selector's token limit.
+    """
+    if isinstance(selection, str) and selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)} or a mapping")
+    if selection == "selector" and selector is None:
+        raise ValueError("selection 'selector' needs selector=(selector_model, selector_processor)")
+    if selection == "clip" and clip_scorer is None:
+        raise ValueError("selection 'clip' needs a clip_scorer (temporal_rl.frame_baselines.ClipFrameScorer)")
+    if isinstance(selection, Mapping):
+        missing = [str(r["id"]) for r in records if str(r["id"]) not in selection]
+        if missing:
+            raise KeyError(f"no selection for {len(missing)} record(s), e.g. {missing[0]!r}")
+    for record in records:
+        if record.get("task") != "mcq" and record.get("task") != "grounded_qa":
+            raise ValueError(
+                f"record {record.get('id')!r}: evaluate_answers scores option letters, got {record.get('task')}"
+            )
+    answer = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    results, invalid = [], 0
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        candidates = [spec.candidates(r["video"], cache) for r in batch]
+        chosen = _choose(selection, batch, candidates, spec, cache, selector, clip_scorer, selector_max_new_tokens)
+        prompts = [
+            answer_prompt(processor, r, answer_video(c, indices), prompt)
+            for r, c, (indices, _) in zip(batch, candidates, chosen, strict=True)
+        ]
+        generations = generate_batch(answer_model, processor, prompts, answer)
+        for record, cands, (indices, valid), generated in zip(batch, candidates, chosen, generations, strict=True):
+            text = generated.completions[0]
+            predicted, correct = choice_score(text, str(record["answer"]).strip().upper(), record.get("options"))
+            window = evidence_window(record)
+            shows = (
+                None if window is None else bool(set(window_candidates(cands.source_indices, window)) & set(indices))
+            )
+            invalid += not valid
+            results.append(
+                {
+                    "id": str(record["id"]),
+                    "indices": [int(i) for i in sorted(indices)],
+                    "valid": bool(valid),
+                    "completion": text,
+                    "predicted": predicted,
+                    "answer": record["answer"],
+                    "correct": correct,
+                    "shows_evidence": shows,
+                }
+            )
+    accuracy = sum(r["correct"] for r in results) / len(results) if results else 0.0
+    name = selection if isinstance(selection, str) else "given"
+    return AnswerEvaluation(name, accuracy, results, invalid)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_video_sft(
+    data_args: Any,
+    config: Any,
+    model_args: Any,
+    *,
+    frames: Callable[[Mapping[str, Any]], SampledVideo],
+    messages: Callable[[Mapping[str, Any]], list[dict]] | None = None,
+    completion: Callable[[Mapping[str, Any]], str] | None = None,
+    adapter: str | os.PathLike | None = None,
+    callbacks: list | None = None,
+):
+    """Supervised tuning on video rows with a pluggable frame source, prompt and target; loss on the target only.
+
+    Args:
+        data_args: `temporal_rl.configs.DataArguments` (the training records).
+        config: a `temporal_rl.configs.TemporalSFTConfig` (its prompt options word the default prompt and target).
+        model_args: the model (`TemporalModelConfig`); LoRA when `use_peft`.
+        frames: the frame source, e.g. `SelectedFrames(read_selections(path), spec, cache)`.
+        messages, completion: the prompt and target per row (default: the config's `PromptOptions`).
+        adapter: a LoRA adapter to continue (the previous cycle's); the base is `model_args.model_name_or_path`.
+        callbacks: extra `transformers.TrainerCallback`s.
+
+    Returns:
+        The trainer, after training and saving the model or adapter with the processor in `config.output_dir`
+        (resuming from `config.resume_from_checkpoint` when set).
+    """
+    from trl import SFTTrainer
+
+    from temporal_rl.modeling import load_processor
+    from temporal_rl.trainers.sft import VideoSFTCollator
+    from temporal_rl.training import load_splits, load_trainable_model
+
+    train, evaluation = load_splits(data_args)
+    processor = load_processor(model_args)
+    config.remove_unused_columns = False
+    config.dataset_kwargs = {**(config.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    collator = VideoSFTCollator(
+        processor, prompt=config.prompt_options(), frames=frames, messages=messages, completion=completion
+    )
+    model, peft_config = load_trainable_model(model_args, None if adapter is None else os.fspath(adapter))
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        data_collator=collator,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_state()
+    trainer.save_model(config.output_dir)
+    processor.save_pretrained(config.output_dir)
+    return trainer
+
+
+def train_answer(
+    data_args: Any,
+    config: Any,
+    model_args: Any,
+    frames: Callable[[Mapping[str, Any]], SampledVideo],
+    *,
+    adapter: str | os.PathLike | None = None,
+    target: str = "letter",
+    callbacks: list | None = None,
+):
+    """ViaRL stage 2: instruction-tune the answer model on the given frames (e.g. `SelectedFrames`), the loss on the
+    answer tokens only (`answer_completion(row, config.prompt_options(), target)`), continuing `adapter` when given.
+    See `train_video_sft`."""
+    prompt = config.prompt_options()
+    return train_video_sft(
+        data_args,
+        config,
+        model_args,
+        frames=frames,
+        completion=lambda row: answer_completion(row, prompt, target),
+        adapter=adapter,
+        callbacks=callbacks,
+    )

@@ -1,0 +1,394 @@
+"""Does a ViaRL selector find the needle? Held-out answer accuracy over the amplification cycles, per seed.
+
+On the synthetic needle task (`data_tools.synth`, tiny preset: a 30-60 s haystack, a 2-4 s needle, 4 options), for
+each seed:
+
+1. the needle data (train and held-out test, built once for all seeds), kept to the needle kinds asked for (default:
+   a star of a colour) and to clips whose needle lies on at least one of the T candidates (`meta.needle_frames`);
+2. a tiny random selector and a tiny random answerer (`temporal_rl.models.tiny`, seeded);
+3. the amplification (`temporal_rl.viarl`, the `viarl_recipe`): the warm starts, then the cycles;
+4. held-out accuracy of the answer model at each point (after the warm start, after each cycle) on N frames chosen
+   `uniform`ly, by the `selector` of that point (greedy), and by the `oracle` (the candidates showing the needle,
+   `temporal_rl.answer_stage.oracle_indices`); after each cycle also the selector with the answer model it was
+   trained against (the previous point's). Chance is the mean of 1 / options. Every row also gives the share of
+   records whose chosen frames show the needle (`evidence_rate`): a selector that learned where the needle is raises
+   it above uniform's, whatever the answer model makes of it.
+
+Writes `results.json` (every run, mean and std over seeds, data counts, configs, timings), `results.md` (the table)
+and `results.png` (accuracy and evidence rate per row, one dot per seed). Resumable: each seed's amplification
+resumes on its own (`viarl_state.json`) and each finished evaluation is kept in `seed<k>/eval/<row>.json`.
+
+This module owns the experiment's sequence and its report; data, models, training and evaluation are the library's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporal_rl.answer_stage import CandidateSpec, evaluate_answers, evidence_window, window_candidates
+from temporal_rl.viarl import ModelRef, ViaRLConfig, ViaRLRun, parse_stage_recipe, write_json_atomic
+
+NEEDLE_KINDS = ("star", "digit")
+# Per evaluation row: accuracy; the share of records whose chosen frames show the needle (all, and among valid
+# selections: an invalid one falls back to uniform frames at segment starts); the share of invalid selections.
+METRICS = ("accuracy", "evidence_rate", "valid_evidence_rate", "invalid_rate", "records")
+
+
+@dataclass
+class ViaRLExperimentConfig:
+    """The experiment's knobs; every training setting comes from the amplification recipe and its stage recipes."""
+
+    output_dir: str = field(default="runs/viarl-experiment", metadata={"help": "Where everything goes."})
+    viarl_recipe: str = field(
+        default="recipes/tiny/viarl_needle.yaml", metadata={"help": "Amplification recipe (ViaRLConfig YAML)."}
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Seeds (models and training)."})
+    namespace: str = field(default="viarl-needle", metadata={"help": "Synthetic data namespace."})
+    num_train: int = field(default=3000, metadata={"help": "Needle clips generated for training (before keeping)."})
+    num_test: int = field(default=400, metadata={"help": "Needle clips generated for the test (before keeping)."})
+    needle_kinds: list[str] = field(default_factory=lambda: ["star"], metadata={"help": "Needle kinds kept."})
+    num_cycles: int | None = field(default=None, metadata={"help": "Override the recipe's num_cycles."})
+    selector_steps: int | None = field(default=None, metadata={"help": "Override max_steps of selector stages."})
+    answer_steps: int | None = field(default=None, metadata={"help": "Override max_steps of answer stages."})
+    answer_warmstart_steps: int | None = field(default=None, metadata={"help": "Override the answer warm start."})
+    selector_warmstart_steps: int | None = field(default=None, metadata={"help": "Override the selector warm start."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Records per generate call in evaluation."})
+    prepare_only: bool = field(
+        default=False, metadata={"help": "Only build the data and the seeds' tiny models (what `make viarl` runs on)."}
+    )
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one seed, e.g. --seeds 0 1")
+        unknown = [kind for kind in self.needle_kinds if kind not in NEEDLE_KINDS]
+        if unknown or not self.needle_kinds:
+            raise ValueError(f"needle_kinds must be a non-empty subset of {', '.join(NEEDLE_KINDS)}, got {unknown}")
+        for name in ("num_train", "num_test", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def needle_visible(record: Mapping[str, Any], source_indices: Sequence[int]) -> bool:
+    """Whether the record's needle lies on at least one candidate (source frame inside `meta.needle_frames`)."""
+    window = evidence_window(record)
+    return window is not None and bool(window_candidates(source_indices, window))
+
+
+def keep_needles(records: Sequence[dict], kinds: Sequence[str], spec: CandidateSpec, cache) -> tuple[list[dict], dict]:
+    """The records of the needle kinds asked for whose needle some candidate shows, and the counts of what was
+    dropped. Builds every record's candidates (so the frame cache holds them for the stages)."""
+    kept, counts = [], {"generated": len(records), "other_kind": 0, "needle_not_on_a_candidate": 0}
+    for record in records:
+        if record["meta"]["needle"]["kind"] not in kinds:
+            counts["other_kind"] += 1
+            continue
+        if not record["meta"].get("needle_visible_at_sample_fps", True) or not needle_visible(
+            record, spec.candidates(record["video"], cache).source_indices
+        ):
+            counts["needle_not_on_a_candidate"] += 1
+            continue
+        kept.append(record)
+    counts["kept"] = len(kept)
+    return kept, counts
+
+
+def chance_accuracy(records: Sequence[Mapping[str, Any]]) -> float:
+    """The expected accuracy of a uniform random option: the mean of 1 / (number of options)."""
+    return statistics.fmean(1.0 / len(record["options"]) for record in records)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rows of the table
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One evaluation: the answer model of `answer_point` on frames chosen by `selection` (with the selector of
+    `selector_point` when `selection` is "selector")."""
+
+    name: str
+    answer_point: str
+    selection: str
+    selector_point: str | None = None
+
+
+def eval_rows(num_cycles: int, answer_warmstart: bool) -> list[EvalRow]:
+    """The table's rows in order.
+
+    Example:
+        ```python
+        >>> [row.name for row in eval_rows(1, True)]  # doctest: +NORMALIZE_WHITESPACE
+        ['warm start: uniform', 'warm start: oracle', 'cycle 1: uniform', 'cycle 1: selector',
+         'cycle 1: selector, answer model it trained against', 'cycle 1: oracle']
+        ```
+    """
+    rows = []
+    if answer_warmstart:
+        rows += [
+            EvalRow("warm start: uniform", "warmstart", "uniform"),
+            EvalRow("warm start: oracle", "warmstart", "oracle"),
+        ]
+    for cycle in range(1, num_cycles + 1):
+        point, previous = f"cycle_{cycle}", (f"cycle_{cycle - 1}" if cycle > 1 else "warmstart")
+        rows += [
+            EvalRow(f"cycle {cycle}: uniform", point, "uniform"),
+            EvalRow(f"cycle {cycle}: selector", point, "selector", point),
+        ]
+        if cycle > 1 or answer_warmstart:
+            rows.append(
+                EvalRow(f"cycle {cycle}: selector, answer model it trained against", previous, "selector", point)
+            )
+        rows.append(EvalRow(f"cycle {cycle}: oracle", point, "oracle"))
+    return rows
+
+
+def answer_at(run: ViaRLRun, point: str) -> ModelRef:
+    """The answer model of a point: after the answer warm start (`warmstart`) or after cycle c's answer stage."""
+    return run.models_after("warmstart/answer" if point == "warmstart" else f"{point}/answer")[1]
+
+
+def selector_at(run: ViaRLRun, point: str) -> ModelRef:
+    """The selector of a point (`cycle_<c>`): after cycle c's selector stage."""
+    return run.models_after(f"{point}/selector")[0]
+
+
+def summarise(runs: Mapping[int, Mapping[str, Mapping[str, Any]]], metric: str) -> dict[str, dict[str, float]]:
+    """Per row: mean, population std, min and max of `metric` over seeds (rows missing a value are skipped)."""
+    names = list(dict.fromkeys(name for per_seed in runs.values() for name in per_seed))
+    summary = {}
+    for name in names:
+        values = [runs[seed][name].get(metric) for seed in runs if name in runs[seed]]
+        values = [value for value in values if value is not None]
+        if values:
+            summary[name] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+                "min": min(values),
+                "max": max(values),
+                "seeds": len(values),
+            }
+    return summary
+
+
+def markdown_table(summaries: Mapping[str, Mapping[str, Mapping[str, float]]], chance: float, seeds: int) -> str:
+    """The results table: per row, the mean ± std over seeds of each metric (percent)."""
+
+    def cell(metric: str, name: str) -> str:
+        value = summaries[metric].get(name)
+        return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}" if value else "-"
+
+    lines = [
+        f"| held-out, mean ± std over {seeds} seed(s), % | answer accuracy | needle on a chosen frame | "
+        "same, valid selections only | invalid selections |",
+        "|---|---|---|---|---|",
+    ]
+    for name in summaries["accuracy"]:
+        metrics = ("accuracy", "evidence_rate", "valid_evidence_rate", "invalid_rate")
+        lines.append(f"| {name} | " + " | ".join(cell(metric, name) for metric in metrics) + " |")
+    lines.append(f"| chance (1 / options) | {100 * chance:.1f} | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(path: Path, runs: Mapping[int, Mapping[str, Mapping[str, Any]]], chance: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(name for per_seed in runs.values() for name in per_seed))
+    figure, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(names) + 2), sharey=True)
+    for axis, metric, title in (
+        (axes[0], "accuracy", "held-out answer accuracy"),
+        (axes[1], "evidence_rate", "needle on a chosen frame"),
+    ):
+        for row, name in enumerate(names):
+            values = [runs[s][name][metric] for s in runs if name in runs[s] and runs[s][name][metric] is not None]
+            if values:
+                axis.barh(row, statistics.fmean(values), color="#9ecae1")
+                axis.scatter(values, [row] * len(values), color="#08519c", zorder=3, s=14)
+        axis.set(title=title, xlim=(0, 1))
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].axvline(chance, color="grey", linestyle="--", label=f"chance {chance:.2f}")
+    axes[0].legend(loc="lower right")
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The experiment
+
+
+def viarl_config_for(config: ViaRLExperimentConfig, overrides: Mapping[str, Any]) -> ViaRLConfig:
+    """The amplification recipe with the experiment's step overrides and `overrides` (None values skipped)."""
+    from trl import TrlParser
+
+    steps = {
+        "num_cycles": config.num_cycles,
+        "selector_steps": config.selector_steps,
+        "answer_steps": config.answer_steps,
+        "answer_warmstart_steps": config.answer_warmstart_steps,
+        "selector_warmstart_steps": config.selector_warmstart_steps,
+    }
+    args = ["--config", config.viarl_recipe]
+    for key, value in {**steps, **overrides}.items():
+        if value is not None:
+            args += [f"--{key}", str(value)]
+    (viarl_config,) = TrlParser((ViaRLConfig,)).parse_args_and_config(args=args)
+    return viarl_config
+
+
+def experiment_spec(config: ViaRLExperimentConfig) -> CandidateSpec:
+    """T, N, the sizes and the label of the amplification's selector recipe."""
+    from temporal_rl.configs import ViaRLSelectorConfig
+
+    selector_recipe = viarl_config_for(config, {}).selector_recipe
+    return CandidateSpec.from_config(parse_stage_recipe(selector_recipe, ViaRLSelectorConfig, {})[1])
+
+
+def build_data(config: ViaRLExperimentConfig, spec: CandidateSpec, cache) -> tuple[dict[str, Path], dict[str, dict]]:
+    """The kept train and test needle records (`<split>/kept.jsonl`, built once) and their counts."""
+    from data_tools.synth import generate_dataset
+    from temporal_rl.data import read_records, write_jsonl
+
+    files, counts = {}, {}
+    for split, n in (("train", config.num_train), ("test", config.num_test)):
+        folder = Path(config.output_dir) / "data" / split
+        kept_file = folder / "kept.jsonl"
+        if not (folder / "counts.json").exists():
+            generate_dataset("needle", split, n, config.namespace, folder, difficulty="tiny", progress=False)
+            kept, split_counts = keep_needles(read_records(folder / "data.jsonl"), config.needle_kinds, spec, cache)
+            # relative video paths, as the generator writes them: the folder can move
+            write_jsonl(kept_file, [{**r, "video": str(Path(r["video"]).relative_to(folder.resolve()))} for r in kept])
+            write_json_atomic(folder / "counts.json", split_counts)
+        files[split], counts[split] = kept_file, json.loads((folder / "counts.json").read_text())
+    return files, counts
+
+
+def tiny_models(folder: Path, seed: int) -> dict[str, Path]:
+    """A seed's tiny random selector (`TinySpec(seed=2 * seed)`) and answerer (`2 * seed + 1`), built once."""
+    from temporal_rl.models.tiny import TinySpec, build_tiny_model
+
+    models = {}
+    for role, offset in (("selector", 0), ("answer", 1)):
+        path = folder / f"tiny-{role}"
+        if not (path / "config.json").exists():
+            build_tiny_model(path, TinySpec(seed=2 * seed + offset))
+        models[role] = path
+    return models
+
+
+def _load_answer(answer: ModelRef):
+    from temporal_rl.trainers.selector_trainer import load_answer_model
+
+    return load_answer_model(answer.base, answer.adapter, dtype="float32")
+
+
+def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the experiment; returns the results written to `results.json`."""
+    from temporal_rl.data import read_records
+    from temporal_rl.viarl import load_selector
+    from temporal_rl.video import FrameCache
+
+    out = Path(config.output_dir)
+    cache = FrameCache(out / "frames")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        log(f"[viarl-experiment] {name}: {timings[name]:.1f} s")
+
+    spec = experiment_spec(config)
+    data, counts = build_data(config, spec, cache)
+    test_records = read_records(data["test"])
+    if not test_records:
+        raise ValueError(
+            f"no test record kept ({counts['test']}): generate more (num_test) or allow more needle_kinds"
+        )
+    chance = chance_accuracy(test_records)
+    lap("data")
+
+    models = {seed: tiny_models(out / f"seed{seed}", seed) for seed in config.seeds}
+    if config.prepare_only:
+        log(f"[viarl-experiment] prepared {data} and the tiny models of seeds {config.seeds}")
+        return {"data": counts, "models": {str(seed): {k: str(v) for k, v in m.items()} for seed, m in models.items()}}
+    runs: dict[int, dict[str, dict]] = {}
+    states = {}
+    for seed in config.seeds:
+        seed_dir = out / f"seed{seed}"
+        viarl_config = viarl_config_for(
+            config,
+            {
+                "output_dir": seed_dir / "run",
+                "train_file": data["train"],
+                "selector_model": models[seed]["selector"],
+                "answer_model": models[seed]["answer"],
+                "frame_cache_dir": cache.root,
+                "seed": seed,
+            },
+        )
+        run = ViaRLRun(viarl_config)
+        states[seed] = run.run()
+        lap(f"seed {seed}: amplification")
+
+        rows = eval_rows(viarl_config.num_cycles, viarl_config.answer_warmstart_recipe is not None)
+        results = {}
+        loaded: dict[ModelRef, Any] = {}
+        for row in rows:
+            path = seed_dir / "eval" / f"{row.name.replace(' ', '_').replace(':', '').replace(',', '')}.json"
+            if not path.exists():
+                answer = answer_at(run, row.answer_point)
+                if answer not in loaded:
+                    loaded.clear()
+                    loaded[answer] = _load_answer(answer)
+                answer_model, answer_processor = loaded[answer]
+                selector = None
+                if row.selection == "selector":
+                    selector = load_selector(selector_at(run, row.selector_point), run.selector_args[2])
+                evaluation = evaluate_answers(
+                    answer_model, answer_processor, test_records, row.selection, spec, cache,
+                    prompt=run.selector_args[1].prompt_options(), selector=selector,
+                    batch_size=config.eval_batch_size, max_new_tokens=run.selector_args[1].answer_max_new_tokens,
+                    selector_max_new_tokens=run.selector_args[1].max_completion_length,
+                )  # fmt: skip
+                write_json_atomic(
+                    path, {**evaluation.summary(), "row": dataclasses.asdict(row), "results": evaluation.results}
+                )
+            saved = json.loads(path.read_text())
+            results[row.name] = {k: saved[k] for k in METRICS}
+        runs[seed] = results
+        lap(f"seed {seed}: evaluation")
+
+    summaries = {metric: summarise(runs, metric) for metric in METRICS if metric != "records"}
+    report = {
+        "table": {**summaries, "chance": chance},
+        "runs": {str(seed): rows for seed, rows in runs.items()},
+        "data": counts,
+        "test_records": len(test_records),
+        "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "label_style"},
+        "experiment_config": dataclasses.asdict(config),
+        "stage_summaries": {str(seed): state["stages"] for seed, state in states.items()},
+        "timings_s": timings,
+    }
+    write_json_atomic(out / "results.json", report)
+    table = markdown_table(summaries, chance, len(config.seeds))
+    (out / "results.md").write_text(table)
+    plot_results(out / "results.png", runs, chance)
+    log("\n" + table)
+    return report
