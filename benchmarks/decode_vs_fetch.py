@@ -25,8 +25,9 @@ swscale bicubic from YUV against torchvision bicubic+antialias from RGB).
 
 Backend of `fetch_video`: torchvision 0.29 has no `read_video` and torchcodec needs FFmpeg's shared libraries on
 the system, so decord (a wheel that ships its own FFmpeg; in the `dev` extras) is forced through
-`FORCE_QWENVL_VIDEO_READER=decord`. Without decord only our rows are measured. Decoder threads: FFmpeg's automatic
-choice for both (`threads=0` here, decord's `num_threads=0` there); torch runs on one thread.
+`FORCE_QWENVL_VIDEO_READER=decord`. Without decord only our rows are measured. Decoder threads: each side's automatic
+choice (`threads=0` here: one single-threaded decoder per core over disjoint keyframe intervals, at most 8; decord's
+`num_threads=0` there: FFmpeg's frame threads); torch runs on one thread.
 
 This module owns the decode benchmark: the clip, the timed runs and the checks. `measure()` is what `make bench`
 (benchmarks/suite.py) calls.
@@ -341,7 +342,9 @@ def measure(
         "backend": "decord" if unavailable is None else None,
         "baseline_unavailable": unavailable,
         "repeats": repeats,
-        "decoder_threads": "FFmpeg automatic (ours threads=0, decord num_threads=0)",
+        "decoder_threads": (
+            "automatic on both sides (ours threads=0: one decoder per core over disjoint GOPs; decord num_threads=0)"
+        ),
         "torch_threads": torch.get_num_threads(),
         "cases": cases,
     }

@@ -310,19 +310,28 @@ class SeekCountingContainer:
         return self._container.seek(*args, **kwargs)
 
 
-def test_decoding_is_one_forward_pass_that_stops_after_the_last_wanted_frame(clips, monkeypatch):
+def test_sequential_pass_stops_after_the_last_wanted_frame_and_seeking_skips_gops(clips, monkeypatch):
     real_open = av.open
     monkeypatch.setattr(video_module.av, "open", lambda *a, **k: SeekCountingContainer(real_open(*a, **k)))
     SeekCountingContainer.seeks = 0
 
+    # Without a packet index: one forward pass from the first frame, stopping at the last wanted one.
     partial = video_module._decode_frames(str(clips["mp4"]), np.array([0, 3, 9]), SMALL, threads=0)
     assert partial.decoded == 10 and partial.kept == 3
     assert [decode_index(frame) for frame in partial.frames] == [0, 3, 9]
-
-    # Qwen's indices always end on the last frame, so a whole sample decodes each frame exactly once.
-    video = decode_video(clips["mp4"], FrameSampling(num_frames=8, min_pixels=4 * 784), threads=1)
-    assert video.decoded_frames == CLIP_FRAMES
     assert SeekCountingContainer.seeks == 0
+
+    # x264 puts keyframes where the green channel steps (frames 16 and 32; no B-frames here). Frames 0, 6, 11,
+    # 17, 22, 28, 33 and 39 are wanted: the decoder goes 0-11, seeks to 16 and goes to 28, seeks to 32 and goes
+    # to 39, skipping frames 12-15 and 29-31.
+    with real_open(str(clips["mp4"])) as container:
+        keyframes = [i for i, p in enumerate(container.demux(container.streams.video[0])) if p.size and p.is_keyframe]
+    assert keyframes == [0, 16, 32]
+    video = decode_video(clips["mp4"], FrameSampling(num_frames=8, min_pixels=4 * 784), threads=1)
+    np.testing.assert_array_equal(video.indices, [0, 6, 11, 17, 22, 28, 33, 39])
+    assert_frames_are_sources(video)
+    assert video.decoded_frames == 12 + 13 + 8
+    assert SeekCountingContainer.seeks == 2
 
 
 def test_fewer_frames_than_the_container_claims(clips, caplog):
