@@ -5,11 +5,8 @@ the vectorised code: token rewards, returns, whitening, group baselines. The inp
 batch (short rows between long ones) with garbage (NaN, inf, 1e30) in the padded positions, which must not matter.
 """
 
-import doctest
-import importlib
 import math
 import random
-import re
 import socket
 import time
 from datetime import timedelta
@@ -447,25 +444,3 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             assert torch.allclose(joined, torch.cat(halves), rtol=0, atol=1e-12)
         else:
             assert torch.allclose(joined, expected, rtol=0, atol=1e-12), name
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The examples in the docstrings run
-
-
-class _FencedDocTestParser(doctest.DocTestParser):
-    """Reads HF-style examples: the ``` fences around them are not part of the expected output."""
-
-    def parse(self, string, name="<string>"):
-        return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-
-def test_docstring_examples():
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_FencedDocTestParser()).find(
-        importlib.import_module("temporal_rl.advantages")
-    ):
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 6
-    assert results.failed == 0

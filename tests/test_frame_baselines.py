@@ -175,21 +175,3 @@ def test_tiny_clip_end_to_end(tmp_path):
     chosen = clip_topk_selection(scorer, candidates, question, 3)
     assert chosen == sorted(chosen) and len(set(chosen)) == 3
     assert chosen == topk_indices(expected, 3)
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-    import re
-
-    class FencedParser(doctest.DocTestParser):
-        def parse(self, string, name="<string>"):
-            return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=FencedParser()).find(
-        importlib.import_module("temporal_rl.frame_baselines")
-    ):
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 1 and results.failed == 0

@@ -1,9 +1,5 @@
 """Candidate frames: factor-28 sizes, index labels checked by pixels, one decode per video, selection and times."""
 
-import doctest
-import importlib
-import re
-
 import numpy as np
 import pytest
 
@@ -287,21 +283,3 @@ def test_uniform_indices_errors():
         uniform_indices(4, 0)
     with pytest.raises(ValueError, match="placement"):
         uniform_indices(8, 4, "end")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The examples in the docstrings run
-
-
-class _FencedDocTestParser(doctest.DocTestParser):
-    def parse(self, string, name="<string>"):
-        return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-
-def test_docstring_examples():
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    finder = doctest.DocTestFinder(parser=_FencedDocTestParser())
-    for test in finder.find(importlib.import_module("temporal_rl.frames")):
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 4 and results.failed == 0

@@ -1,10 +1,7 @@
 """Metric maths on hand-worked tables, per-record scoring, the per-source split, missing predictions, the
 predictions reader and the printed table."""
 
-import doctest
-import importlib
 import json
-import re
 
 import pytest
 
@@ -280,20 +277,3 @@ def test_read_predictions_errors_name_file_and_line(tmp_path, lines, message):
 def test_read_predictions_missing_file(tmp_path):
     with pytest.raises(RecordError, match="file not found"):
         read_predictions(tmp_path / "nope.jsonl")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The examples in the docstrings run
-
-
-class _FencedDocTestParser(doctest.DocTestParser):
-    def parse(self, string, name="<string>"):
-        return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-
-@pytest.mark.parametrize("module", ["temporal_rl.eval.metrics", "temporal_rl.eval.baselines", "temporal_rl.prompts"])
-def test_docstring_examples(module):
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_FencedDocTestParser()).find(importlib.import_module(module)):
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0

@@ -3,11 +3,8 @@
 Expected values are worked by hand (intersection and union lengths written out in the comments).
 """
 
-import doctest
-import importlib
 import math
 import pickle
-import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -398,35 +395,6 @@ def test_get_reward_funcs_unknown_name_lists_the_known_ones(name, detail):
 def test_get_reward_funcs_rejects_non_names():
     with pytest.raises(ValueError, match="expected a name or a callable"):
         get_reward_funcs([3])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The examples in the docstrings run
-
-
-class _FencedDocTestParser(doctest.DocTestParser):
-    """Reads HF-style examples: the ``` fences around them are not part of the expected output."""
-
-    def parse(self, string, name="<string>"):
-        return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "temporal_rl.rewards.parsing",
-        "temporal_rl.rewards.temporal",
-        "temporal_rl.rewards.scoring",
-        "temporal_rl.rewards.task_rewards",
-        "temporal_rl.rewards.registry",
-    ],
-)
-def test_docstring_examples(module):
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_FencedDocTestParser()).find(importlib.import_module(module)):
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.failed == 0
 
 
 def test_rewards_on_columns_from_an_arrow_dataset(tmp_path):

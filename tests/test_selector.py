@@ -1,9 +1,6 @@
 """The selector's prompt, its output parser and its rewards: hand-worked tables and no-string-raises properties."""
 
-import doctest
-import importlib
 import pickle
-import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -308,21 +305,3 @@ def test_written_lists_read_back(indices, separator, brackets, reasoning):
     text = f"<think>{reasoning}</think><index>{body}</index>"
     assert parse_indices(text) == indices
     assert selector_format_reward([text]) == [1.0]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The examples in the docstrings run
-
-
-class _FencedDocTestParser(doctest.DocTestParser):
-    def parse(self, string, name="<string>"):
-        return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-
-def test_docstring_examples():
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    finder = doctest.DocTestFinder(parser=_FencedDocTestParser())
-    for test in finder.find(importlib.import_module("temporal_rl.selector")):
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 6 and results.failed == 0

@@ -420,20 +420,3 @@ def test_experiment_keeps_needles_a_candidate_shows(needle_jsonl, tmp_path):
         {m: summarise(runs, m) for m in ("accuracy", "evidence_rate", "valid_evidence_rate", "invalid_rate")}, 0.25, 2
     )
     assert "| row | 37.5 ± 12.5 | 100.0 ± 0.0 | - | - |" in table
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-    import re
-
-    class FencedParser(doctest.DocTestParser):
-        def parse(self, string, name="<string>"):
-            return super().parse(re.sub(r"^[ \t]*```.*$", "", string, flags=re.MULTILINE), name)
-
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for module in ("temporal_rl.answer_stage", "temporal_rl.viarl", "temporal_rl.viarl_experiment"):
-        for test in doctest.DocTestFinder(parser=FencedParser()).find(importlib.import_module(module)):
-            runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 6 and results.failed == 0
