@@ -6,7 +6,7 @@
 Both score the same synthetic grounding clips (tiny preset, 56 px) with the tiny Qwen2.5-VL (built here unless
 --model is given), K sampled completions per clip, rewards iou + format:
 
-- **filter engine** (`temporal_rl.filter_run.run_batch`, the code the filter runs): each clip's video decoded once
+- **filter engine** (`temporal_rl.filtering.run.run_batch`, the code the filter runs): each clip's video decoded once
   into a fresh frame cache, one processor call per clip, `batch_size` clips per `generate` call with K
   completions each from `num_return_sequences`;
 - **naive**: for each clip, K separate `generate` calls of one completion, the processor (and the video decoding,
@@ -30,11 +30,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-import temporal_rl.inference as inference  # noqa: E402
+import temporal_rl.generation as inference  # noqa: E402
 from data_tools.synth import generate_dataset  # noqa: E402
 from temporal_rl.data import read_records  # noqa: E402
-from temporal_rl.filter_config import FilterConfig  # noqa: E402
-from temporal_rl.filter_run import batch_ranges, reward_matrices, run_batch  # noqa: E402
+from temporal_rl.filtering.config import FilterConfig  # noqa: E402
+from temporal_rl.filtering.run import batch_ranges, reward_matrices, run_batch  # noqa: E402
 from temporal_rl.rewards import get_reward_funcs  # noqa: E402
 from temporal_rl.video import FrameCache  # noqa: E402
 

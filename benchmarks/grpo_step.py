@@ -8,7 +8,7 @@ prompt's tokens are video tokens), G = 8 completions per prompt and completions 
 
 - **ours**: `TemporalGRPOTrainer` (defaults: frame cache, one processor call per distinct prompt, each distinct
   video through the vision tower once per step, its output reused by generation and every loss-side forward);
-- **baseline**: `temporal_rl.trainers.baselines.PlainVideoGRPOTrainer`, stock TRL plus the minimal fix that makes
+- **baseline**: `temporal_rl.grpo.baselines.PlainVideoGRPOTrainer`, stock TRL plus the minimal fix that makes
   it correct: every row decoded and processed on its own, the vision tower encoding every row in every forward.
 - **ours, sharing off** (full run only, not in the table): `TemporalGRPOTrainer` with `share_vision_encoder: false`,
   to show what the vision sharing alone is worth.
@@ -39,10 +39,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PrinterCall
 from data_tools.synth import generate_dataset  # noqa: E402
 from temporal_rl.configs import TemporalGRPOConfig  # noqa: E402
 from temporal_rl.data import load_dataset  # noqa: E402
+from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer  # noqa: E402
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer  # noqa: E402
+from temporal_rl.grpo.vision_sharing import find_video_model  # noqa: E402
 from temporal_rl.models.tiny import build_tiny_model  # noqa: E402
-from temporal_rl.trainers import TemporalGRPOTrainer  # noqa: E402
-from temporal_rl.trainers.baselines import PlainVideoGRPOTrainer  # noqa: E402
-from temporal_rl.trainers.vision_sharing import find_video_model  # noqa: E402
 
 WARMUP_STEPS = {False: 2, True: 1}  # by `quick`
 DIFFICULTY = "standard"  # synthetic clips of 112 x 112 px, 10-20 s, rendered at 2 fps

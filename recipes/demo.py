@@ -5,7 +5,7 @@ python recipes/demo.py [--seed 1] [--output_dir runs/demo-seed1] [--grpo_steps 1
 
 from trl import TrlParser
 
-from temporal_rl.demo import DemoConfig, run_demo
+from temporal_rl.experiments.demo import DemoConfig, run_demo
 
 if __name__ == "__main__":
     (demo_config,) = TrlParser((DemoConfig,)).parse_args_and_config()

@@ -4,15 +4,15 @@ accelerate launch [--config_file recipes/accelerate_configs/ddp.yaml] recipes/fi
     --config recipes/tiny/filter_grounding.yaml [--any_field value ...]
 
 Writes scored.jsonl, filtered.jsonl (a GRPO train_file as it is), report.json and report.png in output_dir; a
-killed run started again with the same command resumes (see temporal_rl/filter_run.py).
+killed run started again with the same command resumes (see temporal_rl/filtering/run.py).
 """
 
 from pathlib import Path
 
 from trl import TrlParser
 
-from temporal_rl.filter_config import FilterConfig
-from temporal_rl.filter_run import FIGURE_FILE, FILTERED_FILE, REPORT_FILE, SCORED_FILE, format_summary, run_filter
+from temporal_rl.filtering.config import FilterConfig
+from temporal_rl.filtering.run import FIGURE_FILE, FILTERED_FILE, REPORT_FILE, SCORED_FILE, format_summary, run_filter
 
 if __name__ == "__main__":
     (config,) = TrlParser((FilterConfig,)).parse_args_and_config()

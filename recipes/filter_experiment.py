@@ -4,12 +4,12 @@ python recipes/filter_experiment.py [--sft_model runs/demo/sft] [--seeds 0 1 2] 
     (or: make filter-experiment)
 
 Writes results.json and results.md in --output_dir (default runs/filter-experiment); see
-temporal_rl/filter_experiment.py.
+temporal_rl/experiments/filter_experiment.py.
 """
 
 from trl import TrlParser
 
-from temporal_rl.filter_experiment import FilterExperimentConfig, run_experiment
+from temporal_rl.experiments.filter_experiment import FilterExperimentConfig, run_experiment
 
 if __name__ == "__main__":
     (experiment_config,) = TrlParser((FilterExperimentConfig,)).parse_args_and_config()

@@ -6,7 +6,7 @@ accelerate launch recipes/grpo.py --config recipes/tiny/grpo_grounding.yaml [--a
 from trl import TrlParser
 
 from temporal_rl.configs import DataArguments, TemporalGRPOConfig
-from temporal_rl.modeling import TemporalModelConfig
+from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.training import train_grpo
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ accelerate launch recipes/sft.py --config recipes/tiny/sft_grounding.yaml [--any
 from trl import TrlParser
 
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
-from temporal_rl.modeling import TemporalModelConfig
+from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.training import train_sft
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ class TemporalGRPOConfig(VideoArguments, GRPOConfig):
     share_vision_encoder: encode each distinct video of a step once. With a frozen vision tower (LoRA on the
         language model) its output is computed once per rollout and reused by every completion of the group and
         every loss-side forward; with a trainable one it is shared within each forward. Same log-probs and
-        gradients as encoding every row (`temporal_rl.trainers.vision_sharing`).
+        gradients as encoding every row (`temporal_rl.grpo.vision_sharing`).
     """
 
     reward_funcs: list[str] = field(
@@ -216,7 +216,7 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
     selector_long_side, answer_long_side: long side in pixels of the selector's and the answer model's frames (ViaRL:
         112 and 896), each side a multiple of 28.
     label_colour, label_position, label_scale, label_margin: how the index is drawn on each selector frame
-        (`temporal_rl.frames.LabelStyle`).
+        (`temporal_rl.viarl.candidates.LabelStyle`).
     label_description: how the selector's prompt names the label; None: derived from the colour and position
         ("red number in the bottom-right corner").
 
@@ -289,7 +289,7 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
     def __post_init__(self):
         import math
 
-        import temporal_rl.selector  # noqa: F401  (registers the selector_* rewards the parent's check resolves)
+        import temporal_rl.viarl.selector  # noqa: F401  (registers the selector_* rewards the parent's check resolves)
 
         if self.beta != 0.0:
             raise ValueError(
@@ -364,8 +364,8 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
         self.reward_weights = weights
 
     def label_style(self):
-        """The `temporal_rl.frames.LabelStyle` of the selector's frames."""
-        from temporal_rl.frames import LabelStyle
+        """The `temporal_rl.viarl.candidates.LabelStyle` of the selector's frames."""
+        from temporal_rl.viarl.candidates import LabelStyle
 
         return LabelStyle(
             colour=tuple(self.label_colour),

@@ -11,9 +11,10 @@ from trl import SFTTrainer
 
 from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
 from temporal_rl.data import load_dataset
-from temporal_rl.modeling import TemporalModelConfig, load_model, load_processor, lora_config
-from temporal_rl.trainers import TemporalGRPOTrainer, ViaRLSelectorTrainer
-from temporal_rl.trainers.sft import VideoSFTCollator
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer
+from temporal_rl.models.loading import TemporalModelConfig, load_model, load_processor, lora_config
+from temporal_rl.sft import VideoSFTCollator
+from temporal_rl.viarl.selector_trainer import ViaRLSelectorTrainer
 
 
 def load_splits(data_args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from temporal_rl.demo import DemoConfig, run_demo
+from temporal_rl.experiments.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
 
 
 def test_swap_videos_is_a_derangement():
-    from temporal_rl.demo import swap_videos
+    from temporal_rl.experiments.demo import swap_videos
 
     records = [{"id": str(i), "video": f"v{i}.mp4", "spans": [[i, i + 1]]} for i in range(7)]
     swapped = swap_videos(records, seed=3)

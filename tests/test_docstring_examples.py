@@ -17,10 +17,17 @@ class _FencedDocTestParser(doctest.DocTestParser):
 # (modules, fewest examples they must hold together)
 DOCUMENTED = [
     (("temporal_rl.advantages",), 6),
-    (("temporal_rl.frames",), 4),
-    (("temporal_rl.selector",), 6),
-    (("temporal_rl.frame_baselines",), 1),
-    (("temporal_rl.answer_stage", "temporal_rl.viarl", "temporal_rl.viarl_experiment"), 6),
+    (("temporal_rl.viarl.candidates",), 4),
+    (("temporal_rl.viarl.selector",), 6),
+    (("temporal_rl.viarl.frame_baselines",), 1),
+    (
+        (
+            "temporal_rl.viarl.answer_stage",
+            "temporal_rl.viarl.amplification",
+            "temporal_rl.experiments.viarl_experiment",
+        ),
+        6,
+    ),
     (("temporal_rl.rewards.parsing",), 0),
     (("temporal_rl.rewards.temporal",), 0),
     (("temporal_rl.rewards.scoring",), 0),

@@ -1,4 +1,4 @@
-"""The variance-aware data filter end to end (`recipes/filter_data.py`, `temporal_rl.filter_run`) on the tiny model.
+"""The variance-aware data filter end to end (`recipes/filter_data.py`, `temporal_rl.filtering.run`) on the tiny model.
 
 Data: 6 synthetic grounding and 3 mcq clips, a record whose video does not exist, a line of broken JSON and a record
 that fails validation. The untrained tiny model never produces a parseable answer, so its IoU and accuracy are
@@ -33,8 +33,8 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.data import RecordError, read_records
-from temporal_rl.filter_config import FilterConfig
-from temporal_rl.filter_run import (
+from temporal_rl.filtering.config import FilterConfig
+from temporal_rl.filtering.run import (
     FIGURE_FILE,
     FILTERED_FILE,
     REPORT_FILE,
@@ -373,7 +373,7 @@ def test_filter_recipes_see_the_prompts_their_grpo_recipe_trains_on(filter_recip
     from dataclasses import fields
 
     from temporal_rl.configs import DataArguments, TemporalGRPOConfig, VideoArguments
-    from temporal_rl.modeling import TemporalModelConfig
+    from temporal_rl.models.loading import TemporalModelConfig
 
     (config,) = TrlParser((FilterConfig,)).parse_args_and_config(args=["--config", str(RECIPES / filter_recipe)])
     _, grpo, model = TrlParser((DataArguments, TemporalGRPOConfig, TemporalModelConfig)).parse_args_and_config(

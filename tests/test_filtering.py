@@ -1,4 +1,5 @@
-"""The variance-aware selection maths (`temporal_rl.filtering`) on hand-worked tables, plus properties of the cap.
+"""The variance-aware selection maths (`temporal_rl.filtering.selection`) on hand-worked tables, plus properties of
+the cap.
 
 Every expected value below is worked out by hand in the comments (K = 4 unless said otherwise).
 """
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from temporal_rl.filtering import (
+from temporal_rl.filtering.selection import (
     SelectionRule,
     group_statistics,
     pass_rate_band,

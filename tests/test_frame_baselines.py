@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from temporal_rl.frame_baselines import ClipFrameScorer, clip_topk_selection, topk_indices, uniform_selection
-from temporal_rl.frames import CandidateFrames, select_frames
+from temporal_rl.viarl.candidates import CandidateFrames, select_frames
+from temporal_rl.viarl.frame_baselines import ClipFrameScorer, clip_topk_selection, topk_indices, uniform_selection
 from temporal_rl.video import SampledVideo
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from data_tools.synth.encode import encode_mp4
-from temporal_rl import frames as frames_module
-from temporal_rl.frames import (
+from temporal_rl.viarl import candidates as frames_module
+from temporal_rl.viarl.candidates import (
     DIGIT_GLYPHS,
     LabelStyle,
     answer_sampling,

@@ -13,11 +13,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import load_dataset, read_records, write_jsonl
-from temporal_rl.inference import vision_token_ids
+from temporal_rl.generation import vision_token_ids
+from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer, add_video_prompts
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs
-from temporal_rl.trainers import TemporalGRPOTrainer, add_video_prompts
-from temporal_rl.trainers.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
 from temporal_rl.video import decode_video, processor_video_kwargs
 
 SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 56 * 56}

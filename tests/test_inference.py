@@ -1,4 +1,4 @@
-"""The generation engine (`temporal_rl.inference`) on the tiny model and a few synthetic clips.
+"""The generation engine (`temporal_rl.generation`) on the tiny model and a few synthetic clips.
 
 The tiny model's random weights answer every prompt with the same newlines, which would make "batched equals
 unbatched" hold by accident; the fixture model has its weights shaken (seeded) so that greedy completions differ
@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-import temporal_rl.inference as inference
+import temporal_rl.generation as inference
 from data_tools.synth import generate_dataset
 from temporal_rl.data import read_records
-from temporal_rl.inference import (
+from temporal_rl.generation import (
     GenerationOptions,
     PromptError,
     PromptOptions,

@@ -29,7 +29,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
-from temporal_rl.modeling import TemporalModelConfig, lora_config
+from temporal_rl.models.loading import TemporalModelConfig, lora_config
 from temporal_rl.rewards import REWARDS, get_reward_funcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ VIARL_PAPER = dict(
 
 
 def _viarl_config(path: Path):
-    from temporal_rl.viarl import ViaRLConfig
+    from temporal_rl.viarl.amplification import ViaRLConfig
 
     (config,) = TrlParser((ViaRLConfig,)).parse_args_and_config(args=["--config", str(path)])
     return config
@@ -270,7 +270,7 @@ def test_viarl_recipe_parses_with_its_stages(path, monkeypatch):
     assert selector[2].use_peft and selector[1].kl_coef > 0  # the reference policy: adapters disabled
     if "Qwen2.5-VL-" in str(path):
         return
-    from temporal_rl.viarl import ViaRLRun
+    from temporal_rl.viarl.amplification import ViaRLRun
 
     run = ViaRLRun(config)  # parses every stage with the lineage and the prompt check
     assert len(run.stages) == 3 * config.num_cycles + 2

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from temporal_rl.rewards import REWARDS, get_reward_funcs
-from temporal_rl.selector import (
+from temporal_rl.viarl.selector import (
     SELECTOR_PROMPT,
     SelectorLengthReward,
     answer_reward,

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from data_tools.synth.encode import encode_mp4
-from temporal_rl.frames import candidate_frames, selector_inputs
-from temporal_rl.selector import build_selector_messages
+from temporal_rl.viarl.candidates import candidate_frames, selector_inputs
+from temporal_rl.viarl.selector import build_selector_messages
 from temporal_rl.video import processor_video_kwargs
 
 CLIP_FPS, CLIP_FRAMES = 10, 40
@@ -75,10 +75,10 @@ def test_selector_video_and_inputs(clip, processor):
 
 
 def test_answer_reward_hands_the_selected_frames_in_time_order(clip, processor, monkeypatch):
-    from temporal_rl.frames import resize_frames
-    from temporal_rl.inference import Generation
-    from temporal_rl.trainers import selector_trainer
-    from temporal_rl.trainers.selector_trainer import AnswerModelReward
+    from temporal_rl.generation import Generation
+    from temporal_rl.viarl import selector_trainer
+    from temporal_rl.viarl.candidates import resize_frames
+    from temporal_rl.viarl.selector_trainer import AnswerModelReward
 
     candidates = candidate_frames(clip, 8, 56, 112)  # selector 28x56, answer 56x112
     assert candidates.answer_size == (56, 112) and candidates.selector_size == (28, 56)
@@ -222,9 +222,9 @@ def test_rollout_advantages_and_reference_log_probs(estimator, tiny_model_dir, p
     from transformers import AutoModelForImageTextToText
 
     from temporal_rl.data import load_dataset
-    from temporal_rl.modeling import LANGUAGE_MODEL_LORA_TARGETS, VISION_TOWER_PATTERN
-    from temporal_rl.selector import selector_format_reward, selector_index_reward
-    from temporal_rl.trainers import AnswerModelReward, ViaRLSelectorTrainer
+    from temporal_rl.models.loading import LANGUAGE_MODEL_LORA_TARGETS, VISION_TOWER_PATTERN
+    from temporal_rl.viarl.selector import selector_format_reward, selector_index_reward
+    from temporal_rl.viarl.selector_trainer import AnswerModelReward, ViaRLSelectorTrainer
 
     class Capturing(ViaRLSelectorTrainer):
         def _calculate_rewards(self, inputs, *args):
@@ -320,7 +320,7 @@ def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, 
     from transformers import AutoModelForImageTextToText
 
     from temporal_rl.configs import DataArguments
-    from temporal_rl.modeling import TemporalModelConfig
+    from temporal_rl.models.loading import TemporalModelConfig
     from temporal_rl.training import train_selector
 
     # gamma < 1 makes the returns differ along a completion even when all rewards are equal: the adapter moves.
@@ -347,7 +347,7 @@ def test_load_answer_model_merges_the_adapter_and_freezes(tiny_model_dir, tmp_pa
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from temporal_rl.trainers import load_answer_model
+    from temporal_rl.viarl.selector_trainer import load_answer_model
 
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -373,7 +373,7 @@ def test_load_answer_model_merges_the_adapter_and_freezes(tiny_model_dir, tmp_pa
 
 def test_kl_needs_adapters(tiny_model_dir, needle_jsonl, tmp_path):
     from temporal_rl.data import load_dataset
-    from temporal_rl.trainers import ViaRLSelectorTrainer
+    from temporal_rl.viarl.selector_trainer import ViaRLSelectorTrainer
 
     with pytest.raises(ValueError, match="use_peft"):
         ViaRLSelectorTrainer(
@@ -434,18 +434,20 @@ def test_config_defaults_and_derived_fields(tmp_path):
 
 def test_config_parses_from_yaml_before_the_selector_module_is_imported(tmp_path, monkeypatch):
     """A recipe's parse (YAML plus CLI overrides) as in a fresh interpreter, where nothing imported
-    `temporal_rl.selector` (which registers the selector rewards) yet."""
+    `temporal_rl.viarl.selector` (which registers the selector rewards) yet."""
     import sys
 
     from trl import TrlParser
 
-    import temporal_rl
+    import temporal_rl.viarl
     from temporal_rl.configs import DataArguments, ViaRLSelectorConfig
-    from temporal_rl.modeling import TemporalModelConfig
+    from temporal_rl.models.loading import TemporalModelConfig
     from temporal_rl.rewards import REWARDS
 
-    monkeypatch.setattr(temporal_rl, "selector", temporal_rl.selector)  # restored afterwards, like the rest
-    monkeypatch.delitem(sys.modules, "temporal_rl.selector")
+    monkeypatch.setattr(
+        temporal_rl.viarl, "selector", temporal_rl.viarl.selector
+    )  # restored afterwards, like the rest
+    monkeypatch.delitem(sys.modules, "temporal_rl.viarl.selector")
     for name in ("selector_format", "selector_index", "selector_length"):
         monkeypatch.delitem(REWARDS, name)
     (tmp_path / "selector.yaml").write_text(

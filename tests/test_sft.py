@@ -8,9 +8,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
-from temporal_rl.modeling import TemporalModelConfig
+from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.prompts import PromptOptions, build_messages, format_answer
-from temporal_rl.trainers.sft import IGNORE_INDEX, VideoSFTCollator
+from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
 from temporal_rl.training import train_sft
 from temporal_rl.video import FrameCache, FrameSampling, decode_video, processor_video_kwargs
 

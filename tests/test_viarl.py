@@ -22,19 +22,19 @@ import yaml
 from transformers import AutoProcessor, TrainerCallback
 
 from data_tools.synth import generate_dataset
-from temporal_rl import viarl
-from temporal_rl.answer_stage import (
+from temporal_rl.data import read_records
+from temporal_rl.generation import GenerationOptions
+from temporal_rl.prompts import build_messages
+from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
+from temporal_rl.viarl import amplification as viarl
+from temporal_rl.viarl.answer_stage import (
     CandidateSpec,
     SelectedFrames,
     oracle_indices,
     read_selections,
     sample_selections,
 )
-from temporal_rl.data import read_records
-from temporal_rl.inference import GenerationOptions
-from temporal_rl.prompts import build_messages
-from temporal_rl.selector import check_selector_format, is_valid_selection
-from temporal_rl.trainers.sft import IGNORE_INDEX, VideoSFTCollator
+from temporal_rl.viarl.selector import check_selector_format, is_valid_selection
 from temporal_rl.video import FrameCache, FrameSampling, decode_video, processor_video_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_oracle_indices_hand_worked():
 
 
 def test_oracle_frames_show_the_needle(needle_jsonl, tmp_path):
-    from temporal_rl.answer_stage import OracleFrames
+    from temporal_rl.viarl.answer_stage import OracleFrames
 
     for record in read_records(needle_jsonl):
         f0, f1 = record["meta"]["needle_frames"]
@@ -394,7 +394,7 @@ def test_changed_config_is_refused_unless_overwrite(tiny_run, monkeypatch):
 
 
 def test_experiment_keeps_needles_a_candidate_shows(needle_jsonl, tmp_path):
-    from temporal_rl.viarl_experiment import chance_accuracy, keep_needles, markdown_table, summarise
+    from temporal_rl.experiments.viarl_experiment import chance_accuracy, keep_needles, markdown_table, summarise
 
     records = read_records(needle_jsonl)
     spec = CandidateSpec(num_candidates=4, num_select=2, selector_long_side=56, answer_long_side=56)

@@ -13,9 +13,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCall
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import load_dataset
-from temporal_rl.trainers import TemporalGRPOTrainer
-from temporal_rl.trainers.video_inputs import VideoRows
-from temporal_rl.trainers.vision_sharing import distinct_rows, find_video_model
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer
+from temporal_rl.grpo.video_rows import VideoRows
+from temporal_rl.grpo.vision_sharing import distinct_rows, find_video_model
 
 G = 4
 LM_LORA = LoraConfig(

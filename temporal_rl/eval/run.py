@@ -27,7 +27,7 @@ broken down by a meta field, with a macro mean where the benchmark reports one: 
 other source by `question_type` when its records carry one (the synthetic benchmark does).
 
 This module owns the evaluation run: loading the model, the resumable predictions file, the benchmark
-breakdowns and the figure. Generation is `temporal_rl.inference`; the metric maths are `temporal_rl.eval.metrics`.
+breakdowns and the figure. Generation is `temporal_rl.generation`; the metric maths are `temporal_rl.eval.metrics`.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
     """
     from tqdm import tqdm
 
-    from temporal_rl.inference import GenerationOptions, iter_generations
+    from temporal_rl.generation import GenerationOptions, iter_generations
     from temporal_rl.prompts import PromptOptions
     from temporal_rl.video import FrameCache
 

@@ -6,10 +6,10 @@ each seed:
 1. the needle data (train and held-out test, built once for all seeds), kept to the needle kinds asked for (default:
    a star of a colour) and to clips whose needle lies on at least one of the T candidates (`meta.needle_frames`);
 2. a tiny random selector and a tiny random answerer (`temporal_rl.models.tiny`, seeded);
-3. the amplification (`temporal_rl.viarl`, the `viarl_recipe`): the warm starts, then the cycles;
+3. the amplification (`temporal_rl.viarl.amplification`, the `viarl_recipe`): the warm starts, then the cycles;
 4. held-out accuracy of the answer model at each point (after the warm start, after each cycle) on N frames chosen
    `uniform`ly, by the `selector` of that point (greedy), and by the `oracle` (the candidates showing the needle,
-   `temporal_rl.answer_stage.oracle_indices`); after each cycle also the selector with the answer model it was
+   `temporal_rl.viarl.answer_stage.oracle_indices`); after each cycle also the selector with the answer model it was
    trained against (the previous point's). Chance is the mean of 1 / options. Every row also gives the share of
    records whose chosen frames show the needle (`evidence_rate`): a selector that learned where the needle is raises
    it above uniform's, whatever the answer model makes of it.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporal_rl.answer_stage import CandidateSpec, evaluate_answers, evidence_window, window_candidates
-from temporal_rl.viarl import ModelRef, ViaRLConfig, ViaRLRun, parse_stage_recipe, write_json_atomic
+from temporal_rl.viarl.amplification import ModelRef, ViaRLConfig, ViaRLRun, parse_stage_recipe, write_json_atomic
+from temporal_rl.viarl.answer_stage import CandidateSpec, evaluate_answers, evidence_window, window_candidates
 
 NEEDLE_KINDS = ("star", "digit")
 # Per evaluation row: accuracy; the share of records whose chosen frames show the needle (all, and among valid
@@ -292,7 +292,7 @@ def tiny_models(folder: Path, seed: int) -> dict[str, Path]:
 
 
 def _load_answer(answer: ModelRef):
-    from temporal_rl.trainers.selector_trainer import load_answer_model
+    from temporal_rl.viarl.selector_trainer import load_answer_model
 
     return load_answer_model(answer.base, answer.adapter, dtype="float32")
 
@@ -300,7 +300,7 @@ def _load_answer(answer: ModelRef):
 def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results written to `results.json`."""
     from temporal_rl.data import read_records
-    from temporal_rl.viarl import load_selector
+    from temporal_rl.viarl.amplification import load_selector
     from temporal_rl.video import FrameCache
 
     out = Path(config.output_dir)

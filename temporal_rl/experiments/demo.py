@@ -28,7 +28,7 @@ from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTCo
 from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions, mean_normalised_span
 from temporal_rl.eval.metrics import evaluate
-from temporal_rl.modeling import TemporalModelConfig
+from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.models.tiny import TinySpec, build_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def score_greedy(
     With `swapped_videos`, each question is asked of another clip's video (`swap_videos`) and scored against its
     own gold span: the blind check of whether the answers depend on the video at all.
     """
-    from temporal_rl.inference import GenerationOptions, iter_generations
+    from temporal_rl.generation import GenerationOptions, iter_generations
 
     generations = iter_generations(
         model,

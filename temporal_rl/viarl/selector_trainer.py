@@ -4,9 +4,10 @@ model (ViaRL, [arXiv 2505.15447](https://huggingface.co/papers/2505.15447); REIN
 
 One step, for each row of the generation batch:
 
-1. the T candidates of its video (`temporal_rl.frames.candidate_frames`, once per distinct video per step, through
-   the frame cache); the row's `num_candidates` column is set to the real T (a short video has fewer candidates) and
-   `num_frames_to_select` to N (at most T), and its prompt is rebuilt with them (`build_selector_messages`);
+1. the T candidates of its video (`temporal_rl.viarl.candidates.candidate_frames`, once per distinct video per step,
+   through the frame cache); the row's `num_candidates` column is set to the real T (a short video has fewer
+   candidates) and `num_frames_to_select` to N (at most T), and its prompt is rebuilt with them
+   (`build_selector_messages`);
 2. the selector (the policy) sees the labelled low-resolution candidates and samples G completions
    `<think>...</think><index>i_1, ..., i_N</index>`;
 3. the rewards: `selector_format`, `selector_index`, `selector_length` and `selector_answer` (`AnswerModelReward`:
@@ -24,7 +25,8 @@ copy of the selector. The answer model is loaded once, frozen (`eval()`, no grad
 LoRA adapter (`load_answer_model`), and is not handed to accelerate (it is never trained).
 
 This module owns the selector's rollout and advantages and the answer-model reward. Frames come from
-`temporal_rl.frames`, the selector's text side from `temporal_rl.selector`, the maths from `temporal_rl.advantages`.
+`temporal_rl.viarl.candidates`, the selector's text side from `temporal_rl.viarl.selector`, the maths from
+`temporal_rl.advantages`.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ from trl.trainer.utils import use_adapter
 
 from temporal_rl.advantages import reinforce_pp_advantages
 from temporal_rl.configs import ViaRLSelectorConfig
-from temporal_rl.frames import CandidateFrames, candidate_frames, select_frames, selector_inputs
-from temporal_rl.inference import GenerationOptions, PreparedPrompt, generate_batch
+from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer
+from temporal_rl.grpo.video_rows import VideoRows, prompt_video_path, strip_none
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.rewards.parsing import completion_text
 from temporal_rl.rewards.scoring import choice_score
 from temporal_rl.rewards.task_rewards import column_rows
-from temporal_rl.selector import (
+from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames, selector_inputs
+from temporal_rl.viarl.selector import (
     NUM_CANDIDATES_COLUMN,
     NUM_SELECT_COLUMN,
     SelectorLengthReward,
@@ -57,8 +61,6 @@ from temporal_rl.selector import (
     is_valid_selection,
     parse_indices,
 )
-from temporal_rl.trainers.grpo_trainer import TemporalGRPOTrainer
-from temporal_rl.trainers.video_inputs import VideoRows, prompt_video_path, strip_none
 from temporal_rl.video import processor_video_kwargs
 
 # The in-memory column through which each row hands its `CandidateFrames` to the answer reward (never stored).
@@ -90,8 +92,8 @@ def load_answer_model(
         name_or_path: Hub id or directory of a Qwen2.5-VL checkpoint.
         adapter: a LoRA adapter directory (e.g. the answer stage of a previous ViaRL cycle); merged into the weights,
             except on a 4-bit model, where it stays a PEFT layer.
-        load_in_4bit: NF4 weights with double quantization (`temporal_rl.modeling.load_model`'s path; the vision tower
-            and the head stay in the compute dtype).
+        load_in_4bit: NF4 weights with double quantization (`temporal_rl.models.loading.load_model`'s path; the vision
+            tower and the head stay in the compute dtype).
         dtype: "auto" (the checkpoint's), a name ("bfloat16") or a `torch.dtype`.
         device: where to put a non-quantized model (a 4-bit one is placed by its device map).
 
@@ -101,7 +103,7 @@ def load_answer_model(
     from transformers import AutoProcessor
     from trl import ModelConfig
 
-    from temporal_rl.modeling import load_model
+    from temporal_rl.models.loading import load_model
 
     dtype_name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
     model = load_model(ModelConfig(model_name_or_path=name_or_path, dtype=dtype_name, load_in_4bit=load_in_4bit))

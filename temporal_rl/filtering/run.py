@@ -17,7 +17,7 @@ Writes into `output_dir`:
 | `filter_settings.json` | the settings the raw results were made with; a resumed run must use the same ones        |
 
 **Work.** Batch b is the samples [b * batch_size, (b + 1) * batch_size) of the data file's valid records, in file
-order; it goes through the generation engine (`temporal_rl.inference.iter_generations`) in one `generate` call:
+order; it goes through the generation engine (`temporal_rl.generation.iter_generations`) in one `generate` call:
 each sample's prompt and video are prepared once (frames through the frame cache, one processor call) and its K
 completions come from `num_return_sequences`. The batch is sampled with a seed derived from (seed, b) alone.
 
@@ -35,7 +35,7 @@ whose prompt cannot be prepared (missing or undecodable video) are skipped, coun
 the run goes on.
 
 This module owns the filter run: data reading, batches, generation and scoring calls, the shard log, the merge,
-the report and the figure. The keep/drop maths is `temporal_rl.filtering`; the settings `FilterConfig`.
+the report and the figure. The keep/drop maths is `temporal_rl.filtering.selection`; the settings `FilterConfig`.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ import numpy as np
 
 from temporal_rl.data import FIELDS, RecordError, resolve_video_path, validate_record, write_jsonl
 from temporal_rl.eval.run import drop_torn_tail
-from temporal_rl.filter_config import FilterConfig
-from temporal_rl.filtering import CAP, DISCRETE, KEPT, select_by_reward_variance, stratified_cap
+from temporal_rl.filtering.config import FilterConfig
+from temporal_rl.filtering.selection import CAP, DISCRETE, KEPT, select_by_reward_variance, stratified_cap
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class BatchResult:
 
 def generation_options(config: FilterConfig, batch: int):
     """The engine's decoding settings for batch `batch`: K samples per prompt, the batch's own seed."""
-    from temporal_rl.inference import GenerationOptions
+    from temporal_rl.generation import GenerationOptions
 
     return GenerationOptions(
         max_new_tokens=config.max_new_tokens,
@@ -288,7 +288,7 @@ def run_batch(
         records: the batch's records (at most `config.batch_size`).
         cache: the frame cache (`config.frame_cache()`), or None to decode every video.
     """
-    from temporal_rl.inference import iter_generations
+    from temporal_rl.generation import iter_generations
 
     result = BatchResult(batch=batch)
     index_of = {record["id"]: index for index, record in zip(indices, records, strict=True)}
@@ -459,7 +459,7 @@ class Decisions:
 
 
 def decide(config: FilterConfig, records: Sequence[dict], samples: Sequence[dict]) -> Decisions:
-    """Apply the selection rules and the cap (`temporal_rl.filtering`) to the scored samples."""
+    """Apply the selection rules and the cap (`temporal_rl.filtering.selection`) to the scored samples."""
     names, kinds = list(config.reward_funcs), config.reward_kinds()
     n, k, r = len(samples), config.num_samples, len(names)
     tensor = np.full((n, k, r), np.nan)

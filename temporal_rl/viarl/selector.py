@@ -1,7 +1,7 @@
 """The frame selector's text side (ViaRL): its prompt, its output format, the parser and its rule-based rewards.
 
-The selector sees T candidate frames with their index drawn on each (`temporal_rl.frames`) and the question without
-its options, and answers
+The selector sees T candidate frames with their index drawn on each (`temporal_rl.viarl.candidates`) and the question
+without its options, and answers
 
     <think>what to look for</think><index>3, 17, 42, 58, 64, 90, 101, 120</index>
 
@@ -27,7 +27,7 @@ row to the reward functions); a dataset can also carry them (`dataset.map(lambda
 The length reward's bounds are fixed per instance (`SelectorLengthReward(min_tokens=110)` for N=16, as ViaRL).
 
 This module owns the selector's wording, its output format and these scores. It does not draw frames
-(`temporal_rl.frames`) nor run models.
+(`temporal_rl.viarl.candidates`) nor run models.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from temporal_rl.frames import uniform_indices
 from temporal_rl.rewards.parsing import completion_text, extract_tag
 from temporal_rl.rewards.registry import register_reward
+from temporal_rl.viarl.candidates import uniform_indices
 
 SELECTOR_PROMPT = (
     "You select the video frames that best answer a question about a video.\n"
@@ -54,7 +54,7 @@ SELECTOR_PROMPT = (
     "<think>your reasoning</think><index>index_1, index_2, ..., index_{num_select}</index>"
 )
 SELECTOR_USER_PROMPT = 'The question is: "{question}"'
-# How the prompt names the drawn index; matches `temporal_rl.frames.LabelStyle()` (change both together).
+# How the prompt names the drawn index; matches `temporal_rl.viarl.candidates.LabelStyle()` (change both together).
 DEFAULT_LABEL_DESCRIPTION = "red number in the bottom-right corner"
 
 # Columns of a selector row that the rewards read.

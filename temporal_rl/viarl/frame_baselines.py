@@ -1,7 +1,7 @@
 """Frame-selection baselines for the selector: uniform frames, and CLIP top-k by question-frame similarity.
 
-Both return candidate indices in time order, the form `temporal_rl.frames.select_frames` takes, so a baseline and
-the trained selector feed the answer model the same way:
+Both return candidate indices in time order, the form `temporal_rl.viarl.candidates.select_frames` takes, so a
+baseline and the trained selector feed the answer model the same way:
 
     candidates = candidate_frames(path, 128, 112, 896, cache)
     uniform_selection(candidates.num_candidates, 8)                      # [0, 16, ..., 112]
@@ -13,7 +13,7 @@ CLIP scores the unlabelled candidates (the high-resolution copy, so the drawn in
 question text without its options; the processor resizes and centre-crops each frame to CLIP's input size. ViaRL's
 paper mentions a CLIP pre-filter that its code does not have; this is the natural baseline to run beside uniform.
 
-This module owns these baselines. It does not decode (`temporal_rl.frames`) nor run the answer model.
+This module owns these baselines. It does not decode (`temporal_rl.viarl.candidates`) nor run the answer model.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_rl.frames import CandidateFrames, uniform_indices
+from temporal_rl.viarl.candidates import CandidateFrames, uniform_indices
 
 
 def uniform_selection(num_candidates: int, num_select: int, placement: str = "center") -> list[int]:
-    """N candidates spread uniformly over the T (`temporal_rl.frames.uniform_indices`).
+    """N candidates spread uniformly over the T (`temporal_rl.viarl.candidates.uniform_indices`).
 
     The baseline defaults to `"center"` (the middle of each of N equal segments, symmetric over the video); the
     selector's fallback uses `"start"` as ViaRL does.
@@ -122,7 +122,7 @@ def clip_topk_selection(scorer: ClipFrameScorer, candidates: CandidateFrames, qu
 
     Args:
         scorer: the CLIP scorer.
-        candidates: from `temporal_rl.frames.candidate_frames`; their unlabelled frames are scored.
+        candidates: from `temporal_rl.viarl.candidates.candidate_frames`; their unlabelled frames are scored.
         question: the question text, without its options.
         k: N, the number of frames to select.
     """

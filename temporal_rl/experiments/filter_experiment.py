@@ -3,12 +3,12 @@
 On the synthetic grounding task with an SFT-warm-started tiny Qwen2.5-VL (`make demo` writes one to
 `runs/demo/sft`):
 
-1. run the filter (`temporal_rl.filter_run`, the `filter_recipe`) on the training set with the SFT model;
+1. run the filter (`temporal_rl.filtering.run`, the `filter_recipe`) on the training set with the SFT model;
 2. for each seed, GRPO (`temporal_rl.training.train_grpo`, the `grpo_recipe`) from the SFT model on
    (a) `filtered`: the kept samples, (b) `random`: a random subset of the training set of the same size (drawn
    with the seed), (c) `full`: the whole training set; every run takes the same number of optimizer steps;
-3. evaluate each trained model on the held-out split with greedy decoding (`temporal_rl.demo.evaluate_model`),
-   and the SFT model once as the starting point;
+3. evaluate each trained model on the held-out split with greedy decoding
+   (`temporal_rl.experiments.demo.evaluate_model`), and the SFT model once as the starting point;
 4. write `results.json` (every run's metrics, the per-arm mean and std over seeds, the filter's counts, the share
    of GRPO groups with zero reward spread, configs, timings) and `results.md` (the table).
 
@@ -34,9 +34,9 @@ from trl import TrlParser
 
 from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import FIELDS, read_records, write_jsonl
-from temporal_rl.demo import evaluate_model, grounding_row, parse_recipe
-from temporal_rl.filter_config import FilterConfig
-from temporal_rl.filter_run import FILTERED_FILE, run_filter
+from temporal_rl.experiments.demo import evaluate_model, grounding_row, parse_recipe
+from temporal_rl.filtering.config import FilterConfig
+from temporal_rl.filtering.run import FILTERED_FILE, run_filter
 
 logger = logging.getLogger(__name__)
 

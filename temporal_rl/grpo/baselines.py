@@ -2,7 +2,7 @@
 
 - `StockGRPOWithVideoRollouts`: stock `trl.GRPOTrainer`, given only our prompt tokenization so that it can
   generate from video paths at all. Its loss side stays stock, i.e. wrong: the old, reference and policy log-probs
-  are computed without the video (see `temporal_rl.trainers.grpo_trainer`).
+  are computed without the video (see `temporal_rl.grpo.trainer`).
 - `PlainVideoGRPOTrainer`: stock TRL plus the minimal fix that makes it correct, and nothing more: every row is
   decoded and processed on its own and carries its own pixel copy, and the vision tower encodes every row in every
   forward (generation, old and reference log-probs, policy).
@@ -16,8 +16,8 @@ import torch
 from trl import GRPOTrainer
 
 from temporal_rl.configs import TemporalGRPOConfig
-from temporal_rl.trainers.grpo_trainer import TemporalGRPOTrainer
-from temporal_rl.trainers.video_inputs import VideoRows, encode_video_prompts, mm_token_type_ids
+from temporal_rl.grpo.trainer import TemporalGRPOTrainer
+from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
 
 
 class StockGRPOWithVideoRollouts(GRPOTrainer):

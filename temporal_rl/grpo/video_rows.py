@@ -5,7 +5,7 @@ all rows showing one video hold references to the same `pixel_values_videos` ten
 `repeat_interleave` over flattened patches (which reorders patches across frames).
 
 `VideoRows` keeps, per row: the video's patches, its grid `(t, h, w)`, `second_per_grid_ts` and, when the rollout's
-vision-tower outputs are cached, the row's cache key (`temporal_rl.trainers.vision_sharing`). Rows can be permuted
+vision-tower outputs are cached, the row's cache key (`temporal_rl.grpo.vision_sharing`). Rows can be permuted
 and split like any per-sample list or tensor (TRL's `shuffle_sequence_dict` / `split_tensor_dict`);
 `model_kwargs(start, end)` assembles what Qwen2.5-VL's forward needs for a slice of rows from pixels, and
 `layout_kwargs` the part it needs besides the encoder outputs (grids and times, for the 3D positions).

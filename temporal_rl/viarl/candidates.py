@@ -30,7 +30,7 @@ with PIL; a TrueType font's anti-aliased edges at 112 px would blend into the fr
 processor call).
 
 This module owns the candidate frames, their labels, the selector's inputs and the selection of high-resolution
-frames. It does not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.selector`).
+frames. It does not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.viarl.selector`).
 """
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def selector_inputs(
     Args:
         processor: a Qwen2.5-VL processor.
         messages: the selector's chat messages with exactly one video block
-            (`temporal_rl.selector.build_selector_messages`); a path in the block is ignored, the frames are
+            (`temporal_rl.viarl.selector.build_selector_messages`); a path in the block is ignored, the frames are
             `candidates.selector_video()`.
         candidates: from `candidate_frames`.
         chat_template_kwargs: extra arguments of `apply_chat_template`.
@@ -404,7 +404,7 @@ def selector_inputs(
     if len(blocks) != 1:
         raise ValueError(
             f"the selector's messages need exactly one video block, found {len(blocks)}; "
-            "build them with temporal_rl.selector.build_selector_messages"
+            "build them with temporal_rl.viarl.selector.build_selector_messages"
         )
     text = processor.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
@@ -453,8 +453,8 @@ def select_frames(candidates: CandidateFrames, indices: Sequence[int]) -> Sample
 
     Args:
         candidates: from `candidate_frames`.
-        indices: N distinct candidate indices in [0, T), any order (use `temporal_rl.selector.fallback_indices` to
-            turn a selector's output into such a list).
+        indices: N distinct candidate indices in [0, T), any order (use
+            `temporal_rl.viarl.selector.fallback_indices` to turn a selector's output into such a list).
 
     Raises:
         ValueError: an index is not an integer, out of range, or repeated.

@@ -28,11 +28,9 @@ import torch
 from trl import GRPOTrainer
 
 from temporal_rl.configs import TemporalGRPOConfig
-from temporal_rl.inference import vision_token_ids
-from temporal_rl.prompts import PromptOptions
-from temporal_rl.rewards import get_reward_funcs
-from temporal_rl.trainers.video_inputs import VideoRows, encode_video_prompts, mm_token_type_ids
-from temporal_rl.trainers.vision_sharing import (
+from temporal_rl.generation import vision_token_ids
+from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
+from temporal_rl.grpo.vision_sharing import (
     PatchCounter,
     VisionFeatureCache,
     encode_videos,
@@ -40,6 +38,8 @@ from temporal_rl.trainers.vision_sharing import (
     supplied_video_features,
     vision_is_frozen,
 )
+from temporal_rl.prompts import PromptOptions
+from temporal_rl.rewards import get_reward_funcs
 
 
 def add_video_prompts(dataset: datasets.Dataset, options: PromptOptions) -> datasets.Dataset:

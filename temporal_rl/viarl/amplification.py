@@ -2,7 +2,7 @@
 
 ViaRL (arXiv 2505.15447) alternates two stages: the frame selector M1 is trained by REINFORCE++ against a frozen
 answer model M2 (`temporal_rl.training.train_selector`), then M2 is tuned on the frames M1 picks
-(`temporal_rl.answer_stage`). `run_viarl(config)` runs `num_cycles` cycles, each of three stages:
+(`temporal_rl.viarl.answer_stage`). `run_viarl(config)` runs `num_cycles` cycles, each of three stages:
 
 | stage                  | what                                                  | output                           |
 |------------------------|-------------------------------------------------------|----------------------------------|
@@ -35,7 +35,7 @@ data-parallel; each process samples the selections of its share of the records i
 process writes the state file, between barriers.
 
 This module owns the stage sequence, the model lineage between stages, the state file and the selector's format
-warm start. Training is `temporal_rl.training`'s and `temporal_rl.answer_stage`'s.
+warm start. Training is `temporal_rl.training`'s and `temporal_rl.viarl.answer_stage`'s.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporal_rl.answer_stage import (
+from temporal_rl.viarl.answer_stage import (
     ANSWER_TARGETS,
     CandidateSpec,
     OracleFrames,
@@ -64,8 +64,8 @@ from temporal_rl.answer_stage import (
     sample_selections,
     train_video_sft,
 )
-from temporal_rl.frames import CandidateFrames
-from temporal_rl.selector import build_selector_messages
+from temporal_rl.viarl.candidates import CandidateFrames
+from temporal_rl.viarl.selector import build_selector_messages
 
 STATE_FILE = "viarl_state.json"
 STATE_VERSION = 1
@@ -339,7 +339,7 @@ def parse_stage_recipe(path: str, config_cls: type, overrides: Mapping[str, Any]
     from trl import TrlParser
 
     from temporal_rl.configs import DataArguments
-    from temporal_rl.modeling import TemporalModelConfig
+    from temporal_rl.models.loading import TemporalModelConfig
 
     args = ["--config", str(path)]
     for key, value in overrides.items():
@@ -638,7 +638,7 @@ def load_selector(selector: ModelRef, model_args):
     """
     from transformers import AutoProcessor
 
-    from temporal_rl.modeling import load_model
+    from temporal_rl.models.loading import load_model
 
     model = load_model(dataclasses.replace(model_args, model_name_or_path=selector.base))
     if selector.adapter is not None:
@@ -652,7 +652,7 @@ def load_selector(selector: ModelRef, model_args):
 def run_selections_stage(run: ViaRLRun, stage: Stage) -> dict:
     """One sampled selection per training record from this cycle's selector; each process samples its share."""
     from temporal_rl.data import read_records
-    from temporal_rl.inference import GenerationOptions
+    from temporal_rl.generation import GenerationOptions
 
     distributed = _distributed()
     selector_ref = run.models_after(f"cycle_{stage.cycle}/selector")[0]

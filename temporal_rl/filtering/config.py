@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from temporal_rl.configs import VideoArguments
-from temporal_rl.filtering import CONTINUOUS, DISCRETE, SelectionRule
+from temporal_rl.filtering.selection import CONTINUOUS, DISCRETE, SelectionRule
 
 STRATA_FIELDS = ("task", "source")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -20,7 +20,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 @dataclass
 class FilterConfig(VideoArguments):
     """The variance-aware data filter (Temporal-RLT, arXiv 2506.01908): K sampled completions per sample, scored,
-    then kept or dropped by how much their rewards vary (`temporal_rl.filtering`).
+    then kept or dropped by how much their rewards vary (`temporal_rl.filtering.selection`).
 
     > Parameters that control the model
 
@@ -172,7 +172,7 @@ class FilterConfig(VideoArguments):
             )
 
     def selection_rule(self) -> SelectionRule:
-        """The thresholds as `temporal_rl.filtering.SelectionRule`."""
+        """The thresholds as `temporal_rl.filtering.selection.SelectionRule`."""
         return SelectionRule(
             min_pass_rate=self.min_pass_rate,
             max_pass_rate=self.max_pass_rate,

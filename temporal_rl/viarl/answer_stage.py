@@ -6,9 +6,9 @@ instruction-tuned on those high-resolution frames, in time order, with the loss 
 
 - `sample_selections(selector_model, processor, records, output_file, spec, cache)`: one selection per record,
   written to a JSONL file as it goes (`{"id", "indices", "valid", "parsed", "num_candidates", "completion"}`);
-  an invalid index list falls back to uniform indices (`temporal_rl.selector.fallback_indices`, as ViaRL) and is
+  an invalid index list falls back to uniform indices (`temporal_rl.viarl.selector.fallback_indices`, as ViaRL) and is
   counted. Started again on the same file, it samples only the records that are not in it yet.
-- `SelectedFrames(selections, spec, cache)`: the frame source (`temporal_rl.trainers.sft.VideoSFTCollator`) that
+- `SelectedFrames(selections, spec, cache)`: the frame source (`temporal_rl.sft.VideoSFTCollator`) that
   hands each row the frames its selection names; `OracleFrames` the frames that show a record's evidence window
   (the needle), for a warm start and as the oracle of an experiment.
 - `train_answer(data_args, config, model_args, frames, adapter=None, target="letter")`: the SFT (LoRA) of the answer
@@ -16,14 +16,14 @@ instruction-tuned on those high-resolution frames, in time order, with the loss 
   or its text (`answer_completion`). `train_video_sft` is the same with any prompt and target (the selector's
   format warm start uses it).
 - `evaluate_answers(answer_model, processor, records, selection, spec, cache)`: greedy answers from frames chosen
-  uniformly, by a selector (greedy), by CLIP (`temporal_rl.frame_baselines`), by the oracle, or given per record;
+  uniformly, by a selector (greedy), by CLIP (`temporal_rl.viarl.frame_baselines`), by the oracle, or given per record;
   accuracy and per-record results.
 
 Where T, N and the two resolutions come from: `CandidateSpec`, built from the selector's config
 (`CandidateSpec.from_config`), so the answer stage sees exactly the candidates the selector chose among.
 
 This module owns the answer stage's data flow (selections file, frame sources, answer prompts, scoring). Training
-loops are TRL's, candidate frames `temporal_rl.frames`', the selector's text `temporal_rl.selector`'s.
+loops are TRL's, candidate frames `temporal_rl.viarl.candidates`', the selector's text `temporal_rl.viarl.selector`'s.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ import numpy as np
 import torch
 
 from temporal_rl.data import record_meta
-from temporal_rl.frames import (
+from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
+from temporal_rl.grpo.video_rows import strip_none
+from temporal_rl.prompts import PromptOptions
+from temporal_rl.rewards.scoring import choice_score
+from temporal_rl.viarl.candidates import (
     DEFAULT_ANSWER_LONG_SIDE,
     DEFAULT_NUM_CANDIDATES,
     DEFAULT_SELECTOR_LONG_SIDE,
@@ -53,17 +57,13 @@ from temporal_rl.frames import (
     selector_inputs,
     uniform_indices,
 )
-from temporal_rl.inference import GenerationOptions, PreparedPrompt, generate_batch
-from temporal_rl.prompts import PromptOptions
-from temporal_rl.rewards.scoring import choice_score
-from temporal_rl.selector import (
+from temporal_rl.viarl.selector import (
     DEFAULT_LABEL_DESCRIPTION,
     build_selector_messages,
     fallback_indices,
     is_valid_selection,
     parse_indices,
 )
-from temporal_rl.trainers.video_inputs import strip_none
 from temporal_rl.video import FrameCache, SampledVideo, processor_video_kwargs
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class CandidateSpec:
         )
 
     def candidates(self, path: str | os.PathLike, cache: FrameCache | None) -> CandidateFrames:
-        """The candidates of one video (`temporal_rl.frames.candidate_frames`)."""
+        """The candidates of one video (`temporal_rl.viarl.candidates.candidate_frames`)."""
         return candidate_frames(
             path,
             self.num_candidates,
@@ -548,7 +548,7 @@ def _choose(
     if selection == "oracle":
         return [(oracle_selection(r, c, spec.num_select), True) for r, c in zip(batch, candidates, strict=True)]
     if selection == "clip":
-        from temporal_rl.frame_baselines import clip_topk_selection
+        from temporal_rl.viarl.frame_baselines import clip_topk_selection
 
         return [
             (clip_topk_selection(clip_scorer, c, str(r["question"]), spec.num_select), True)
@@ -593,7 +593,7 @@ def evaluate_answers(
         cache: the frame cache.
         prompt: the answer model's prompt options (those it was tuned with).
         selector: `(selector_model, selector_processor)` for `"selection"`.
-        clip_scorer: a `temporal_rl.frame_baselines.ClipFrameScorer` for `"clip"`.
+        clip_scorer: a `temporal_rl.viarl.frame_baselines.ClipFrameScorer` for `"clip"`.
         batch_size: records per `generate` call.
         max_new_tokens: the answer's token limit.
         selector_max_new_tokens: the selector's token limit.
@@ -603,7 +603,7 @@ def evaluate_answers(
     if selection == "selector" and selector is None:
         raise ValueError("selection 'selector' needs selector=(selector_model, selector_processor)")
     if selection == "clip" and clip_scorer is None:
-        raise ValueError("selection 'clip' needs a clip_scorer (temporal_rl.frame_baselines.ClipFrameScorer)")
+        raise ValueError("selection 'clip' needs a clip_scorer (temporal_rl.viarl.frame_baselines.ClipFrameScorer)")
     if isinstance(selection, Mapping):
         missing = [str(r["id"]) for r in records if str(r["id"]) not in selection]
         if missing:
@@ -681,8 +681,8 @@ def train_video_sft(
     """
     from trl import SFTTrainer
 
-    from temporal_rl.modeling import load_processor
-    from temporal_rl.trainers.sft import VideoSFTCollator
+    from temporal_rl.models.loading import load_processor
+    from temporal_rl.sft import VideoSFTCollator
     from temporal_rl.training import load_splits, load_trainable_model
 
     train, evaluation = load_splits(data_args)

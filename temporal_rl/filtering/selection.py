@@ -23,7 +23,7 @@ one threshold means the same at K = 4 and K = 16. (TRL's GRPO normalises advanta
 standard deviation, which is larger by sqrt(K / (K - 1)): 1.069 at K = 8.) Computed in float64.
 
 This module owns the keep/drop decision and nothing else: no I/O, no model, no torch. The run that generates and
-scores the completions is `temporal_rl.filter_run`; its settings are `temporal_rl.filter_config.FilterConfig`.
+scores the completions is `temporal_rl.filtering.run`; its settings are `temporal_rl.filtering.config.FilterConfig`.
 """
 
 from __future__ import annotations

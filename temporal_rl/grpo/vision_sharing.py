@@ -18,7 +18,7 @@ one of those forwards. Here:
 The outputs are the same numbers the model computes from the pixels (Qwen2.5-VL's ViT attends within each video
 only, so encoding videos together or apart gives the same per-video output), and gradients through a shared output
 are the sum over its rows, as with per-row copies. This module owns that mechanism; which forwards use it is the
-trainer's decision (`temporal_rl.trainers.grpo_trainer`).
+trainer's decision (`temporal_rl.grpo.trainer`).
 """
 
 from __future__ import annotations

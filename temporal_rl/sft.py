@@ -9,7 +9,7 @@ Three things are pluggable, so one collator serves every supervised stage:
 
 - `frames(row) -> SampledVideo`: the frames the model sees. Default `PathFrames(sampling, cache)`: the row's own
   video at the frame budget, as the GRPO trainer samples it (the SFT warm start). The ViaRL answer stage passes
-  the frames its selector picked (`temporal_rl.answer_stage.SelectedFrames`).
+  the frames its selector picked (`temporal_rl.viarl.answer_stage.SelectedFrames`).
 - `messages(row) -> list[dict]`: the chat prompt (default `PromptOptions.messages`); its one video block gets the
   frames above.
 - `completion(row) -> str`: the target text (default `PromptOptions.answer`, the gold answer).
@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import torch
 
+from temporal_rl.grpo.video_rows import mm_token_type_ids, strip_none
 from temporal_rl.prompts import PromptOptions
-from temporal_rl.trainers.video_inputs import mm_token_type_ids, strip_none
 from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
 
 IGNORE_INDEX = -100
