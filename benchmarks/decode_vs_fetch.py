@@ -1,4 +1,4 @@
-"""Decode time of `temporal_rl.video.load_video`, cold and cached, against qwen-vl-utils' `fetch_video`.
+"""Decode time of `temporal_rl.video.cache.load_video`, cold and cached, against qwen-vl-utils' `fetch_video`.
 
     python benchmarks/decode_vs_fetch.py [--quick] [--repeats 3] [--frames 32 128] [--gop 250] [--work-dir DIR]
 
@@ -52,7 +52,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video  # noqa: E402
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.sampling import FrameSampling, SampledVideo  # noqa: E402
 
 GOALS = {"cold": 2.0, "warm": 20.0}  # issue #7: fetch_video time / ours time
 

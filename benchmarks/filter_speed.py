@@ -36,7 +36,7 @@ from temporal_rl.data import read_records  # noqa: E402
 from temporal_rl.filtering.config import FilterConfig  # noqa: E402
 from temporal_rl.filtering.run import batch_ranges, reward_matrices, run_batch  # noqa: E402
 from temporal_rl.rewards import get_reward_funcs  # noqa: E402
-from temporal_rl.video import FrameCache  # noqa: E402
+from temporal_rl.video.cache import FrameCache  # noqa: E402
 
 
 class Counters:

@@ -17,7 +17,8 @@ from typing import ClassVar
 from trl import GRPOConfig, SFTConfig
 
 from temporal_rl.prompts import SPAN_FORMATS, VIDEO_POSITIONS, PromptOptions
-from temporal_rl.video import FrameCache, FrameSampling
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.sampling import FrameSampling
 
 
 @dataclass

@@ -4,7 +4,7 @@ The one generation engine of the project: the evaluation runner (`temporal_rl.ev
 completion per record, the variance-aware data filter for K sampled completions per prompt. Per record it
 
 1. builds the chat prompt (`temporal_rl.prompts.build_messages` + the processor's chat template),
-2. loads the video once through the frame cache (`temporal_rl.video.load_video`),
+2. loads the video once through the frame cache (`temporal_rl.video.cache.load_video`),
 3. runs the processor once (not once per sample: the K samples come from `num_return_sequences`),
 
 then left-pads the prepared prompts of a batch into one tensor batch, generates, and decodes. The vision special
@@ -41,7 +41,10 @@ from transformers import GenerationConfig
 
 from temporal_rl.data import RecordError
 from temporal_rl.prompts import PromptOptions
-from temporal_rl.video import FrameCache, FrameSampling, VideoError, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.decode import VideoError
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 REQUIRED_FIELDS = ("id", "video", "task", "question")

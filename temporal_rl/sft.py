@@ -25,7 +25,9 @@ import torch
 
 from temporal_rl.grpo.video_rows import mm_token_type_ids, strip_none
 from temporal_rl.prompts import PromptOptions
-from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 IGNORE_INDEX = -100
 
@@ -36,7 +38,7 @@ class PathFrames:
     """The frame source of plain SFT: the row's own video (`row["video"]`) at a frame budget, through the cache.
 
     Args:
-        sampling: the frame budget (`temporal_rl.video.FrameSampling`).
+        sampling: the frame budget (`temporal_rl.video.sampling.FrameSampling`).
         cache: the frame cache (None: decode every time).
     """
 

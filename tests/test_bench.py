@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import suite  # noqa: E402
 from benchmarks.decode_vs_fetch import compare_outputs  # noqa: E402
-from temporal_rl.video import SampledVideo  # noqa: E402
+from temporal_rl.video.sampling import SampledVideo  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from temporal_rl.viarl.candidates import CandidateFrames, select_frames
 from temporal_rl.viarl.frame_baselines import ClipFrameScorer, clip_topk_selection, topk_indices, uniform_selection
-from temporal_rl.video import SampledVideo
+from temporal_rl.video.sampling import SampledVideo
 
 
 def make_candidates(num: int, height: int = 28, width: int = 56) -> CandidateFrames:

@@ -18,7 +18,10 @@ from temporal_rl.viarl.candidates import (
     select_frames,
     uniform_indices,
 )
-from temporal_rl.video import FrameCache, VideoError, frame_size, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.decode import VideoError
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import frame_size
 
 RED = (255, 0, 0)
 CLIP_FPS = 10

@@ -18,7 +18,8 @@ from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideo
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer, add_video_prompts
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs
-from temporal_rl.video import decode_video, processor_video_kwargs
+from temporal_rl.video.decode import decode_video
+from temporal_rl.video.inputs import processor_video_kwargs
 
 SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 56 * 56}
 

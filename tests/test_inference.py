@@ -23,7 +23,8 @@ from temporal_rl.generation import (
     prepare_prompt,
     vision_token_ids,
 )
-from temporal_rl.video import FrameCache, FrameSampling
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.sampling import FrameSampling
 
 NATIVE_56 = FrameSampling(fps=2.0, min_pixels=28 * 28, max_pixels=56 * 56)
 

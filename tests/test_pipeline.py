@@ -12,7 +12,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from data_tools.synth import COLOURS, generate_dataset
 from temporal_rl.data import read_records
 from temporal_rl.prompts import build_messages
-from temporal_rl.video import FrameCache, FrameSampling, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling
 
 # The tiny preset's 56 px frames stay 56 px: at most one 56x56 frame's pixels, at least one patch.
 NATIVE_56 = FrameSampling(fps=2.0, min_pixels=28 * 28, max_pixels=56 * 56)

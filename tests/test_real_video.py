@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from temporal_rl.video import FrameCache, FrameSampling, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling
 
 SHOT_CUTS = (1.20, 3.04, 5.48, 7.48, 9.68)
 # At most 112x252 pixels per frame: 272x640 scales down to 84x252 (sides floored to multiples of 28). Cheap.

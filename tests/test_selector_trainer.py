@@ -7,7 +7,7 @@ import torch
 from data_tools.synth.encode import encode_mp4
 from temporal_rl.viarl.candidates import candidate_frames, selector_inputs
 from temporal_rl.viarl.selector import build_selector_messages
-from temporal_rl.video import processor_video_kwargs
+from temporal_rl.video.inputs import processor_video_kwargs
 
 CLIP_FPS, CLIP_FRAMES = 10, 40
 

@@ -12,7 +12,10 @@ from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.prompts import PromptOptions, build_messages, format_answer
 from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
 from temporal_rl.training import train_sft
-from temporal_rl.video import FrameCache, FrameSampling, decode_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.decode import decode_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling
 
 SAMPLING = FrameSampling(fps=2.0, min_pixels=28 * 28, max_pixels=56 * 56)
 

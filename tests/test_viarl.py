@@ -35,7 +35,10 @@ from temporal_rl.viarl.answer_stage import (
     sample_selections,
 )
 from temporal_rl.viarl.selector import check_selector_format, is_valid_selection
-from temporal_rl.video import FrameCache, FrameSampling, decode_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.decode import decode_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny"

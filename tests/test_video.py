@@ -13,17 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_rl import video as video_module
-from temporal_rl.video import (
-    CACHE_ENV_VAR,
-    FrameCache,
+from temporal_rl.video import decode as video_module
+from temporal_rl.video.cache import CACHE_ENV_VAR, FrameCache, load_video
+from temporal_rl.video.decode import VideoError, decode_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import (
     FrameSampling,
     SampledVideo,
-    VideoError,
-    decode_video,
     frame_size,
-    load_video,
-    processor_video_kwargs,
     sample_frame_count,
     sample_frame_indices,
 )

@@ -16,8 +16,9 @@ import av
 import numpy as np
 import pytest
 
-from temporal_rl import video as video_module
-from temporal_rl.video import FrameSampling, decode_video, sample_frame_indices
+from temporal_rl.video import decode as video_module
+from temporal_rl.video.decode import decode_video
+from temporal_rl.video.sampling import FrameSampling, sample_frame_indices
 
 # 112x168 clips resized to 56x84 at any frame count: the resize is exercised, the budget rule is not.
 HEIGHT, WIDTH = 112, 168

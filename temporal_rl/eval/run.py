@@ -252,7 +252,7 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
 
     from temporal_rl.generation import GenerationOptions, iter_generations
     from temporal_rl.prompts import PromptOptions
-    from temporal_rl.video import FrameCache
+    from temporal_rl.video.cache import FrameCache
 
     skipped: list[dict[str, str]] = []
     generated, completion_tokens, load_seconds = 0, 0, 0.0
@@ -311,7 +311,7 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
 
 
 def sampling_of(args: argparse.Namespace):
-    from temporal_rl.video import FrameSampling
+    from temporal_rl.video.sampling import FrameSampling
 
     return FrameSampling(
         fps=args.fps, num_frames=args.num_frames, min_pixels=args.min_pixels, max_pixels=args.max_pixels

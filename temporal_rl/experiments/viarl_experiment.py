@@ -301,7 +301,7 @@ def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = p
     """Run (or resume) the experiment; returns the results written to `results.json`."""
     from temporal_rl.data import read_records
     from temporal_rl.viarl.amplification import load_selector
-    from temporal_rl.video import FrameCache
+    from temporal_rl.video.cache import FrameCache
 
     out = Path(config.output_dir)
     cache = FrameCache(out / "frames")

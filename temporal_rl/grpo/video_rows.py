@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 FEATURE_KEYS_KEY = "video_feature_keys"  # batch key of `VideoRows.feature_keys`
@@ -146,7 +148,7 @@ def encode_video_prompts(
     Args:
         processor: a Qwen2.5-VL processor.
         prompts: B conversational prompts, each with exactly one video block carrying a path.
-        sampling, cache: how frames are taken (`temporal_rl.video.load_video`).
+        sampling, cache: how frames are taken (`temporal_rl.video.cache.load_video`).
         chat_template_kwargs: extra arguments of `apply_chat_template`.
 
     Returns:

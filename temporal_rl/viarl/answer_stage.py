@@ -64,7 +64,9 @@ from temporal_rl.viarl.selector import (
     is_valid_selection,
     parse_indices,
 )
-from temporal_rl.video import FrameCache, SampledVideo, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import SampledVideo
 
 logger = logging.getLogger(__name__)
 

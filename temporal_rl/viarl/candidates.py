@@ -10,10 +10,11 @@
   timestamps and source frame indices (so `SampledVideo.video_metadata()` gives the answer model its fps);
 - the timestamps (seconds) and source frame indices of the T candidates.
 
-One decode serves both resolutions: the video is decoded once through the frame cache (`temporal_rl.video.load_video`)
-at the answer resolution, and the selector copy is downscaled from those frames in memory. Measured on this machine
-(docs/viarl.md): the downscale of 128 frames from 504x896 to 56x112 costs ~0.1 s, a second decode of a 720p clip
-several seconds; a second cache entry at the selector size would save only that 0.1 s on a cache hit.
+One decode serves both resolutions: the video is decoded once through the frame cache
+(`temporal_rl.video.cache.load_video`) at the answer resolution, and the selector copy is downscaled from those frames
+in memory. Measured on this machine (docs/viarl.md): the downscale of 128 frames from 504x896 to 56x112 costs ~0.1 s, a
+second decode of a 720p clip several seconds; a second cache entry at the selector size would save only that 0.1 s on a
+cache hit.
 
 Sizes follow Qwen's factor-28 rule: each side is a multiple of 28 (patch 14 x merge 2). `long_side_size` scales the
 long side to the target (never enlarging the video beyond rounding) and rounds each side to the nearest multiple
@@ -43,7 +44,10 @@ from typing import TYPE_CHECKING, Any
 import av
 import numpy as np
 
-from temporal_rl.video import FrameCache, FrameSampling, SampledVideo, VideoError, load_video, processor_video_kwargs
+from temporal_rl.video.cache import FrameCache, load_video
+from temporal_rl.video.decode import VideoError
+from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 if TYPE_CHECKING:
     import torch
@@ -340,7 +344,7 @@ def candidate_frames(
         threads: decoder threads (0: FFmpeg chooses).
 
     Raises:
-        VideoError: the video cannot be read (see `temporal_rl.video.decode_video`).
+        VideoError: the video cannot be read (see `temporal_rl.video.decode.decode_video`).
         ValueError: a size is not positive, `num_candidates` is odd, or the labels do not fit the selector frames.
     """
     path = os.fspath(path)

@@ -61,7 +61,7 @@ from temporal_rl.viarl.selector import (
     is_valid_selection,
     parse_indices,
 )
-from temporal_rl.video import processor_video_kwargs
+from temporal_rl.video.inputs import processor_video_kwargs
 
 # The in-memory column through which each row hands its `CandidateFrames` to the answer reward (never stored).
 CANDIDATES_COLUMN = "candidate_frames"
