@@ -37,9 +37,9 @@ from peft import LoraConfig  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor, PrinterCallback, TrainerCallback  # noqa: E402
 
 from data_tools.synth import generate_dataset  # noqa: E402
-from temporal_rl.configs import TemporalGRPOConfig  # noqa: E402
 from temporal_rl.data import load_dataset  # noqa: E402
 from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer  # noqa: E402
+from temporal_rl.grpo.config import TemporalGRPOConfig  # noqa: E402
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer  # noqa: E402
 from temporal_rl.grpo.vision_sharing import find_video_model  # noqa: E402
 from temporal_rl.models.tiny import build_tiny_model  # noqa: E402

@@ -5,7 +5,8 @@ accelerate launch recipes/grpo.py --config recipes/tiny/grpo_grounding.yaml [--a
 
 from trl import TrlParser
 
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig
+from temporal_rl.configs import DataArguments
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.training import train_grpo
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datasets
 from trl import SFTTrainer
 
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
+from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.models.loading import TemporalModelConfig, load_model, load_processor, lora_config
 from temporal_rl.sft import VideoSFTCollator
+from temporal_rl.viarl.config import ViaRLSelectorConfig
 from temporal_rl.viarl.selector_trainer import ViaRLSelectorTrainer
 
 

@@ -372,7 +372,8 @@ def test_filter_recipes_see_the_prompts_their_grpo_recipe_trains_on(filter_recip
     filtered file is for: otherwise the spread the filter measures is not the one GRPO will see."""
     from dataclasses import fields
 
-    from temporal_rl.configs import DataArguments, TemporalGRPOConfig, VideoArguments
+    from temporal_rl.configs import DataArguments, VideoArguments
+    from temporal_rl.grpo.config import TemporalGRPOConfig
     from temporal_rl.models.loading import TemporalModelConfig
 
     (config,) = TrlParser((FilterConfig,)).parse_args_and_config(args=["--config", str(RECIPES / filter_recipe)])

@@ -11,10 +11,10 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import load_dataset, read_records, write_jsonl
 from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer, add_video_prompts
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs

@@ -28,9 +28,11 @@ import yaml
 from trl import TrlParser
 
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
+from temporal_rl.configs import DataArguments, TemporalSFTConfig
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig, lora_config
 from temporal_rl.rewards import REWARDS, get_reward_funcs
+from temporal_rl.viarl.config import ViaRLSelectorConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"

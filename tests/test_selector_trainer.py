@@ -159,7 +159,7 @@ def needle_jsonl(tmp_path_factory):
 
 
 def _config(tmp_path, answer_model, **overrides):
-    from temporal_rl.configs import ViaRLSelectorConfig
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     settings = dict(
         output_dir=str(tmp_path / "out"),
@@ -408,7 +408,7 @@ def test_config_errors(overrides, message, tmp_path):
 
 
 def test_config_defaults_and_derived_fields(tmp_path):
-    from temporal_rl.configs import ViaRLSelectorConfig
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     config = ViaRLSelectorConfig(
         output_dir=str(tmp_path), answer_model_name_or_path="/m", report_to="none", use_cpu=True, bf16=False
@@ -440,9 +440,10 @@ def test_config_parses_from_yaml_before_the_selector_module_is_imported(tmp_path
     from trl import TrlParser
 
     import temporal_rl.viarl
-    from temporal_rl.configs import DataArguments, ViaRLSelectorConfig
+    from temporal_rl.configs import DataArguments
     from temporal_rl.models.loading import TemporalModelConfig
     from temporal_rl.rewards import REWARDS
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     monkeypatch.setattr(
         temporal_rl.viarl, "selector", temporal_rl.viarl.selector

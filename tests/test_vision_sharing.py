@@ -11,8 +11,8 @@ from peft import LoraConfig
 from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
 
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import load_dataset
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.grpo.video_rows import VideoRows
 from temporal_rl.grpo.vision_sharing import distinct_rows, find_video_model

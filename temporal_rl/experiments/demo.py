@@ -24,10 +24,11 @@ from pathlib import Path
 from trl import TrlParser
 
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig
+from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions, mean_normalised_span
 from temporal_rl.eval.metrics import evaluate
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.models.tiny import TinySpec, build_tiny_model
 

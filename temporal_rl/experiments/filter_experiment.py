@@ -32,11 +32,11 @@ from typing import Any
 
 from trl import TrlParser
 
-from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.data import FIELDS, read_records, write_jsonl
 from temporal_rl.experiments.demo import evaluate_model, grounding_row, parse_recipe
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.run import FILTERED_FILE, run_filter
+from temporal_rl.grpo.config import TemporalGRPOConfig
 
 logger = logging.getLogger(__name__)
 

@@ -253,7 +253,7 @@ def viarl_config_for(config: ViaRLExperimentConfig, overrides: Mapping[str, Any]
 
 def experiment_spec(config: ViaRLExperimentConfig) -> CandidateSpec:
     """T, N, the sizes and the label of the amplification's selector recipe."""
-    from temporal_rl.configs import ViaRLSelectorConfig
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     selector_recipe = viarl_config_for(config, {}).selector_recipe
     return CandidateSpec.from_config(parse_stage_recipe(selector_recipe, ViaRLSelectorConfig, {})[1])

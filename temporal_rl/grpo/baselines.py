@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
-from temporal_rl.configs import TemporalGRPOConfig
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
 

@@ -27,8 +27,8 @@ import datasets
 import torch
 from trl import GRPOTrainer
 
-from temporal_rl.configs import TemporalGRPOConfig
 from temporal_rl.generation import vision_token_ids
+from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
 from temporal_rl.grpo.vision_sharing import (
     PatchCounter,

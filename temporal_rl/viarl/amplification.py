@@ -445,7 +445,8 @@ class ViaRLRun:
     """
 
     def __init__(self, config: ViaRLConfig, log: Callable[[str], None] | None = None):
-        from temporal_rl.configs import TemporalSFTConfig, ViaRLSelectorConfig
+        from temporal_rl.configs import TemporalSFTConfig
+        from temporal_rl.viarl.config import ViaRLSelectorConfig
 
         self.config, self.log = config, log or _print_main
         self.out = Path(config.output_dir)
@@ -612,8 +613,8 @@ def _trainer_summary(trainer) -> dict:
 
 def run_selector_stage(run: ViaRLRun, stage: Stage) -> dict:
     """Selector RL against the current answer model, continuing the current selector adapter."""
-    from temporal_rl.configs import ViaRLSelectorConfig
     from temporal_rl.training import train_selector
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     selector, answer = run.models(stage)
     data_args, config, model_args = parse_stage_recipe(

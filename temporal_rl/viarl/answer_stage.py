@@ -112,7 +112,7 @@ class CandidateSpec:
 
     @classmethod
     def from_config(cls, config: Any) -> CandidateSpec:
-        """The spec of a `temporal_rl.configs.ViaRLSelectorConfig`: its T, N, sizes and label."""
+        """The spec of a `temporal_rl.viarl.config.ViaRLSelectorConfig`: its T, N, sizes and label."""
         return cls(
             num_candidates=int(config.num_candidates),
             num_select=int(config.num_frames_to_select),

@@ -41,7 +41,6 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
 from temporal_rl.advantages import reinforce_pp_advantages
-from temporal_rl.configs import ViaRLSelectorConfig
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.grpo.video_rows import VideoRows, prompt_video_path, strip_none
@@ -51,6 +50,7 @@ from temporal_rl.rewards.parsing import completion_text
 from temporal_rl.rewards.scoring import choice_score
 from temporal_rl.rewards.task_rewards import column_rows
 from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames, selector_inputs
+from temporal_rl.viarl.config import ViaRLSelectorConfig
 from temporal_rl.viarl.selector import (
     NUM_CANDIDATES_COLUMN,
     NUM_SELECT_COLUMN,
