@@ -24,3 +24,21 @@ def tiny_model_dir(tmp_path_factory):
     from temporal_rl.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen2_5_vl"))
+
+
+@pytest.fixture
+def fresh_python():
+    """Runs a Python script in a fresh interpreter (this checkout first on the path); fails with its stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(script: str) -> str:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    return run

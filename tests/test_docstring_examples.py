@@ -17,8 +17,8 @@ class _FencedDocTestParser(doctest.DocTestParser):
 # (modules, fewest examples they must hold together)
 DOCUMENTED = [
     (("temporal_rl.advantages",), 6),
-    (("temporal_rl.viarl.candidates",), 4),
-    (("temporal_rl.viarl.selector",), 6),
+    (("temporal_rl.viarl.candidates", "temporal_rl.video.labels", "temporal_rl.video.sampling"), 4),
+    (("temporal_rl.viarl.selector", "temporal_rl.rewards.selector"), 6),
     (("temporal_rl.viarl.frame_baselines",), 1),
     (
         (

@@ -6,22 +6,17 @@ import pytest
 from data_tools.synth.encode import encode_mp4
 from temporal_rl.viarl import candidates as frames_module
 from temporal_rl.viarl.candidates import (
-    DIGIT_GLYPHS,
-    LabelStyle,
     answer_sampling,
     candidate_frames,
-    draw_index_labels,
-    label_box,
-    label_mask,
     long_side_size,
     resize_frames,
     select_frames,
-    uniform_indices,
 )
 from temporal_rl.video.cache import FrameCache
 from temporal_rl.video.decode import VideoError
 from temporal_rl.video.inputs import processor_video_kwargs
-from temporal_rl.video.sampling import frame_size
+from temporal_rl.video.labels import DIGIT_GLYPHS, LabelStyle, draw_index_labels, label_box, label_mask
+from temporal_rl.video.sampling import frame_size, uniform_indices
 
 RED = (255, 0, 0)
 CLIP_FPS = 10

@@ -414,3 +414,33 @@ def test_rewards_on_columns_from_an_arrow_dataset(tmp_path):
     completions = [row[-1] for row in BATCH]
     for name, expected in EXPECTED.items():
         assert_rewards_equal(REWARDS[name](completions=completions, **columns), expected)
+
+
+def test_every_reward_resolves_in_a_fresh_interpreter_without_the_video_stack(fresh_python):
+    """Rewards register where they are defined: `import temporal_rl.rewards` alone registers them all (the selector's
+    too), and pulls in neither torch, nor PyAV, nor a method's package."""
+    fresh_python(
+        """
+import sys
+from temporal_rl.rewards import get_reward_funcs
+names = ["selector_format", "selector_index", "selector_length", "format", "think_format", "accuracy", "iou"]
+assert [f.__name__ for f in get_reward_funcs(names)][:2] == ["selector_format_reward", "selector_index_reward"]
+heavy = ("av", "torch", "transformers", "temporal_rl.viarl", "temporal_rl.video.decode")
+heavy = [m for m in heavy if m in sys.modules]
+assert not heavy, heavy
+"""
+    )
+
+
+def test_data_tools_and_the_light_video_modules_load_without_the_decoder(fresh_python):
+    """The converters and the numpy-only video modules do not import PyAV; the synthetic benchmark (which encodes its
+    clips with PyAV itself) takes its digit font from `temporal_rl.video.labels`, not through the decoder."""
+    fresh_python(
+        """
+import sys
+import data_tools.convert, temporal_rl.video.sampling, temporal_rl.video.labels, temporal_rl.video.inputs
+assert "av" not in sys.modules, "PyAV imported"
+import data_tools.synth
+assert "temporal_rl.video.decode" not in sys.modules and "temporal_rl.video.cache" not in sys.modules
+"""
+    )

@@ -7,19 +7,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from temporal_rl.rewards import REWARDS, get_reward_funcs
-from temporal_rl.viarl.selector import (
-    SELECTOR_PROMPT,
+from temporal_rl.rewards.selector import (
     SelectorLengthReward,
     answer_reward,
-    build_selector_messages,
     check_selector_format,
-    fallback_indices,
     is_valid_selection,
     parse_indices,
     selector_format_reward,
     selector_index_reward,
     selector_length_reward,
 )
+from temporal_rl.viarl.selector import SELECTOR_PROMPT, build_selector_messages, fallback_indices
 
 GOOD = (
     "<think>The question asks about a red star, so I look for frames with a red star.</think><index>3, 17, 42</index>"

@@ -223,7 +223,7 @@ def test_rollout_advantages_and_reference_log_probs(estimator, tiny_model_dir, p
 
     from temporal_rl.data import load_dataset
     from temporal_rl.models.loading import LANGUAGE_MODEL_LORA_TARGETS, VISION_TOWER_PATTERN
-    from temporal_rl.viarl.selector import selector_format_reward, selector_index_reward
+    from temporal_rl.rewards.selector import selector_format_reward, selector_index_reward
     from temporal_rl.viarl.selector_trainer import AnswerModelReward, ViaRLSelectorTrainer
 
     class Capturing(ViaRLSelectorTrainer):
@@ -432,33 +432,25 @@ def test_config_defaults_and_derived_fields(tmp_path):
     assert _config(tmp_path, "/m", reward_weights=[1, 1, 0.2, 2]).reward_weights == [1.0, 1.0, 0.2, 2.0]
 
 
-def test_config_parses_from_yaml_before_the_selector_module_is_imported(tmp_path, monkeypatch):
-    """A recipe's parse (YAML plus CLI overrides) as in a fresh interpreter, where nothing imported
-    `temporal_rl.viarl.selector` (which registers the selector rewards) yet."""
-    import sys
-
-    from trl import TrlParser
-
-    import temporal_rl.viarl
-    from temporal_rl.configs import DataArguments
-    from temporal_rl.models.loading import TemporalModelConfig
-    from temporal_rl.rewards import REWARDS
-    from temporal_rl.viarl.config import ViaRLSelectorConfig
-
-    monkeypatch.setattr(
-        temporal_rl.viarl, "selector", temporal_rl.viarl.selector
-    )  # restored afterwards, like the rest
-    monkeypatch.delitem(sys.modules, "temporal_rl.viarl.selector")
-    for name in ("selector_format", "selector_index", "selector_length"):
-        monkeypatch.delitem(REWARDS, name)
+def test_config_parses_from_yaml_in_a_fresh_interpreter(tmp_path, fresh_python):
+    """A recipe's parse (YAML plus CLI overrides) in a fresh interpreter: the selector rewards the config checks are
+    registered by `temporal_rl.rewards` itself, with no import of the selector trainer."""
     (tmp_path / "selector.yaml").write_text(
         f"model_name_or_path: /m\ntrain_file: /x.jsonl\noutput_dir: {tmp_path}\nanswer_model_name_or_path: /a\n"
         "num_candidates: 16\nlabel_colour: [255, 255, 255]\nlabel_position: top-left\nuse_cpu: true\n"
         "bf16: false\nreport_to: none\n"
     )
-    parser = TrlParser((DataArguments, ViaRLSelectorConfig, TemporalModelConfig))
-    _, config, _ = parser.parse_args_and_config(
-        args=["--config", str(tmp_path / "selector.yaml"), "--kl_coef", "0.01"]
-    )
-    assert (config.num_candidates, config.kl_coef, config.reward_weights) == (16, 0.01, [1.0, 1.0, 0.2, 2.0])
-    assert config.selector_label() == "white number in the top-left corner"
+    script = f"""
+import sys
+from trl import TrlParser
+from temporal_rl.configs import DataArguments
+from temporal_rl.models.loading import TemporalModelConfig
+from temporal_rl.viarl.config import ViaRLSelectorConfig
+parser = TrlParser((DataArguments, ViaRLSelectorConfig, TemporalModelConfig))
+recipe = {str(tmp_path / "selector.yaml")!r}
+_, config, _ = parser.parse_args_and_config(args=["--config", recipe, "--kl_coef", "0.01"])
+assert (config.num_candidates, config.kl_coef, config.reward_weights) == (16, 0.01, [1.0, 1.0, 0.2, 2.0])
+assert config.selector_label() == "white number in the top-left corner"
+assert "temporal_rl.viarl.selector_trainer" not in sys.modules
+"""
+    fresh_python(script)

@@ -25,6 +25,7 @@ from data_tools.synth import generate_dataset
 from temporal_rl.data import read_records
 from temporal_rl.generation import GenerationOptions
 from temporal_rl.prompts import build_messages
+from temporal_rl.rewards.selector import check_selector_format, is_valid_selection
 from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
 from temporal_rl.viarl import amplification as viarl
 from temporal_rl.viarl.answer_stage import (
@@ -34,7 +35,6 @@ from temporal_rl.viarl.answer_stage import (
     read_selections,
     sample_selections,
 )
-from temporal_rl.viarl.selector import check_selector_format, is_valid_selection
 from temporal_rl.video.cache import FrameCache
 from temporal_rl.video.decode import decode_video
 from temporal_rl.video.inputs import processor_video_kwargs

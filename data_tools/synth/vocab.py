@@ -6,7 +6,7 @@ lives in `heldout.py`.
 
 from __future__ import annotations
 
-from temporal_rl.viarl.candidates import DIGIT_GLYPHS
+from temporal_rl.video.labels import DIGIT_GLYPHS
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
 

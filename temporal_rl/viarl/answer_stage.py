@@ -46,27 +46,21 @@ from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_b
 from temporal_rl.grpo.video_rows import strip_none
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards.scoring import choice_score
+from temporal_rl.rewards.selector import is_valid_selection, parse_indices
 from temporal_rl.viarl.candidates import (
     DEFAULT_ANSWER_LONG_SIDE,
     DEFAULT_NUM_CANDIDATES,
     DEFAULT_SELECTOR_LONG_SIDE,
     CandidateFrames,
-    LabelStyle,
     candidate_frames,
     select_frames,
     selector_inputs,
-    uniform_indices,
 )
-from temporal_rl.viarl.selector import (
-    DEFAULT_LABEL_DESCRIPTION,
-    build_selector_messages,
-    fallback_indices,
-    is_valid_selection,
-    parse_indices,
-)
+from temporal_rl.viarl.selector import DEFAULT_LABEL_DESCRIPTION, build_selector_messages, fallback_indices
 from temporal_rl.video.cache import FrameCache
 from temporal_rl.video.inputs import processor_video_kwargs
-from temporal_rl.video.sampling import SampledVideo
+from temporal_rl.video.labels import LabelStyle
+from temporal_rl.video.sampling import SampledVideo, uniform_indices
 
 logger = logging.getLogger(__name__)
 

@@ -22,16 +22,14 @@ of 28, so a 16:9 video gives 56x112 for the selector and 504x896 for the answer 
 swscale to Qwen's `smart_resize` of that pixel budget, which equals the target for 16:9, 4:3 and square videos;
 for other aspect ratios it can be one 28-px step off, and the chosen frames are then resized to the exact size.
 
-The labels are drawn with a built-in 5x7 bitmap font scaled by whole pixels: exact, deterministic on every machine
-and offline, with no anti-aliasing, so every label pixel has exactly the label colour (ViaRL draws DejaVu Sans Bold
-with PIL; a TrueType font's anti-aliased edges at 112 px would blend into the frame).
+The labels are drawn with the built-in bitmap font of `temporal_rl.video.labels` (exact pixels, no anti-aliasing).
 
 `CandidateFrames.selector_video()` is the labelled copy as a `SampledVideo` (the candidates' times and fps), and
 `selector_inputs(processor, messages, candidates)` the selector's model inputs from it (chat template plus one
 processor call).
 
-This module owns the candidate frames, their labels, the selector's inputs and the selection of high-resolution
-frames. It does not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.viarl.selector`).
+This module owns the candidate frames, the selector's inputs and the selection of high-resolution frames. It does
+not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.rewards.selector`).
 """
 
 from __future__ import annotations
@@ -47,6 +45,7 @@ import numpy as np
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
 from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.labels import LabelStyle, draw_index_labels
 from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 if TYPE_CHECKING:
@@ -56,23 +55,6 @@ IMAGE_FACTOR = 28
 DEFAULT_NUM_CANDIDATES = 128
 DEFAULT_SELECTOR_LONG_SIDE = 112
 DEFAULT_ANSWER_LONG_SIDE = 896
-POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
-PLACEMENTS = ("start", "center")
-
-# A 5x7 bitmap font for the digits: "#" = ink. Glyphs sit in 5-dot cells with one blank column between digits.
-DIGIT_GLYPHS: dict[str, tuple[str, ...]] = {
-    "0": (".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."),
-    "1": ("..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."),
-    "2": (".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"),
-    "3": ("#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."),
-    "4": ("...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."),
-    "5": ("#####", "#....", "####.", "....#", "....#", "#...#", ".###."),
-    "6": ("..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."),
-    "7": ("#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."),
-    "8": (".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."),
-    "9": (".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."),
-}
-GLYPH_HEIGHT, GLYPH_WIDTH, GLYPH_SPACING = 7, 5, 1
 
 
 def long_side_size(height: int, width: int, long_side: int, factor: int = IMAGE_FACTOR) -> tuple[int, int]:
@@ -91,114 +73,6 @@ def long_side_size(height: int, width: int, long_side: int, factor: int = IMAGE_
         raise ValueError(f"sizes must be positive, got a {height}x{width} frame and long side {long_side}")
     scale = min(1.0, long_side / max(height, width))
     return tuple(max(factor, round(side * scale / factor) * factor) for side in (height, width))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Index labels
-
-
-@dataclass(frozen=True)
-class LabelStyle:
-    """How the candidate index is drawn on each selector frame.
-
-    Args:
-        colour: RGB of the digits (ViaRL: red).
-        position: the corner, one of `POSITIONS` (ViaRL: bottom-right).
-        scale: pixels per font dot; a digit is 5*scale wide and 7*scale tall. None: `max(1, round(min(h, w) / 36))`,
-            2 (14 px tall digits, one ViT patch) for the 56x112 frames of a 16:9 video at 112 px, 3 at 112x112.
-        margin: pixels between the label and the frame's edges; None: the scale.
-    """
-
-    colour: tuple[int, int, int] = (255, 0, 0)
-    position: str = "bottom-right"
-    scale: int | None = None
-    margin: int | None = None
-
-    def __post_init__(self):
-        colour = tuple(self.colour)
-        if len(colour) != 3 or not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in colour):
-            raise ValueError(f"colour must be three integers in [0, 255], got {self.colour!r}")
-        object.__setattr__(self, "colour", tuple(int(c) for c in colour))
-        if self.position not in POSITIONS:
-            raise ValueError(f"unknown position {self.position!r}; expected one of {', '.join(POSITIONS)}")
-        if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
-            raise ValueError(f"scale must be a positive integer or None, got {self.scale!r}")
-        if self.margin is not None and (not isinstance(self.margin, int) or self.margin < 0):
-            raise ValueError(f"margin must be a non-negative integer or None, got {self.margin!r}")
-
-    def scale_for(self, height: int, width: int) -> int:
-        """The dot size used on a `height` x `width` frame."""
-        return self.scale if self.scale is not None else max(1, round(min(height, width) / 36))
-
-    def margin_for(self, height: int, width: int) -> int:
-        """The margin used on a `height` x `width` frame."""
-        return self.margin if self.margin is not None else self.scale_for(height, width)
-
-
-def label_mask(text: str, scale: int = 1) -> np.ndarray:
-    """The ink of `text` (digits only) in the bitmap font: bool (7*scale, (6*len(text) - 1)*scale).
-
-    Example:
-        ```python
-        >>> label_mask("1").astype(int)[:2]
-        array([[0, 0, 1, 0, 0],
-               [0, 1, 1, 0, 0]])
-        ```
-    """
-    if not text or any(char not in DIGIT_GLYPHS for char in text):
-        raise ValueError(f"labels are non-empty strings of digits, got {text!r}")
-    dots = np.zeros((GLYPH_HEIGHT, len(text) * (GLYPH_WIDTH + GLYPH_SPACING) - GLYPH_SPACING), dtype=bool)
-    for position, char in enumerate(text):
-        glyph = np.array([[dot == "#" for dot in row] for row in DIGIT_GLYPHS[char]], dtype=bool)
-        left = position * (GLYPH_WIDTH + GLYPH_SPACING)
-        dots[:, left : left + GLYPH_WIDTH] = glyph
-    return np.repeat(np.repeat(dots, scale, axis=0), scale, axis=1)
-
-
-def label_box(height: int, width: int, text: str, style: LabelStyle) -> tuple[int, int, int, int]:
-    """`(top, left, bottom, right)` pixel box of the label `text` on a `height` x `width` frame (end-exclusive).
-
-    Raises:
-        ValueError: the label does not fit in the frame.
-    """
-    scale, margin = style.scale_for(height, width), style.margin_for(height, width)
-    label_height = GLYPH_HEIGHT * scale
-    label_width = (len(text) * (GLYPH_WIDTH + GLYPH_SPACING) - GLYPH_SPACING) * scale
-    if label_height + 2 * margin > height or label_width + 2 * margin > width:
-        raise ValueError(
-            f"label {text!r} ({label_width}x{label_height} px at scale {scale}, margin {margin}) does not fit in a "
-            f"{width}x{height} frame; use a smaller LabelStyle.scale or larger frames"
-        )
-    top = margin if style.position.startswith("top") else height - margin - label_height
-    left = margin if style.position.endswith("left") else width - margin - label_width
-    return top, left, top + label_height, left + label_width
-
-
-def draw_index_labels(frames: np.ndarray, labels: Sequence[int], style: LabelStyle | None = None) -> np.ndarray:
-    """A copy of `frames` (N, H, W, 3) uint8 with `labels[i]` drawn on frame i in `style` (only ink pixels change).
-
-    Example:
-        ```python
-        >>> labelled = draw_index_labels(np.zeros((2, 56, 112, 3), np.uint8), [0, 127])
-        >>> labelled[1, 44:, 76:, 0].max(), labelled[1, :40].max()  # red ink in the bottom-right corner only
-        (np.uint8(255), np.uint8(0))
-        ```
-    """
-    style = style or LabelStyle()
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-    if len(labels) != len(frames):
-        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
-    out = frames.copy()
-    height, width = frames.shape[1:3]
-    scale = style.scale_for(height, width)
-    colour = np.array(style.colour, dtype=np.uint8)
-    for frame, label in zip(out, labels, strict=True):
-        text = str(int(label))
-        top, left, bottom, right = label_box(height, width, text, style)
-        frame[top:bottom, left:right][label_mask(text, scale)] = colour
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -419,31 +293,6 @@ def selector_inputs(
 
 # ----------------------------------------------------------------------------------------------------------------
 # Selection
-
-
-def uniform_indices(num_candidates: int, num_select: int, placement: str = "start") -> list[int]:
-    """`num_select` candidate indices spread uniformly over `range(num_candidates)`, increasing.
-
-    Args:
-        num_candidates: T.
-        num_select: N, 1 <= N <= T.
-        placement: `"start"`: `floor(i * T / N)`, the start of each of N equal segments (ViaRL's fallback, which is
-            `i * (T // N)` when N divides T: 0, 16, ..., 112 for T=128, N=8); `"center"`: the middle of each
-            segment, `floor((2i + 1) * T / (2N))` (8, 24, ..., 120).
-
-    Example:
-        ```python
-        >>> uniform_indices(128, 8), uniform_indices(10, 4, "center")
-        ([0, 16, 32, 48, 64, 80, 96, 112], [1, 3, 6, 8])
-        ```
-    """
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
-    if not (isinstance(num_select, int) and isinstance(num_candidates, int) and 1 <= num_select <= num_candidates):
-        raise ValueError(f"cannot pick {num_select!r} distinct frames out of {num_candidates!r}")
-    if placement == "start":
-        return [i * num_candidates // num_select for i in range(num_select)]
-    return [(2 * i + 1) * num_candidates // (2 * num_select) for i in range(num_select)]
 
 
 def select_frames(candidates: CandidateFrames, indices: Sequence[int]) -> SampledVideo:

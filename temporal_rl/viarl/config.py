@@ -56,7 +56,7 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
     selector_long_side, answer_long_side: long side in pixels of the selector's and the answer model's frames (ViaRL:
         112 and 896), each side a multiple of 28.
     label_colour, label_position, label_scale, label_margin: how the index is drawn on each selector frame
-        (`temporal_rl.viarl.candidates.LabelStyle`).
+        (`temporal_rl.video.labels.LabelStyle`).
     label_description: how the selector's prompt names the label; None: derived from the colour and position
         ("red number in the bottom-right corner").
 
@@ -128,8 +128,6 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
 
     def __post_init__(self):
         import math
-
-        import temporal_rl.viarl.selector  # noqa: F401  (registers the selector_* rewards the parent's check resolves)
 
         if self.beta != 0.0:
             raise ValueError(
@@ -204,8 +202,8 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
         self.reward_weights = weights
 
     def label_style(self):
-        """The `temporal_rl.viarl.candidates.LabelStyle` of the selector's frames."""
-        from temporal_rl.viarl.candidates import LabelStyle
+        """The `temporal_rl.video.labels.LabelStyle` of the selector's frames."""
+        from temporal_rl.video.labels import LabelStyle
 
         return LabelStyle(
             colour=tuple(self.label_colour),

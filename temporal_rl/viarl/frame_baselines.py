@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_rl.viarl.candidates import CandidateFrames, uniform_indices
+from temporal_rl.viarl.candidates import CandidateFrames
+from temporal_rl.video.sampling import uniform_indices
 
 
 def uniform_selection(num_candidates: int, num_select: int, placement: str = "center") -> list[int]:
-    """N candidates spread uniformly over the T (`temporal_rl.viarl.candidates.uniform_indices`).
+    """N candidates spread uniformly over the T (`temporal_rl.video.sampling.uniform_indices`).
 
     The baseline defaults to `"center"` (the middle of each of N equal segments, symmetric over the video); the
     selector's fallback uses `"start"` as ViaRL does.

@@ -48,19 +48,18 @@ from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.rewards.parsing import completion_text
 from temporal_rl.rewards.scoring import choice_score
-from temporal_rl.rewards.task_rewards import column_rows
-from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames, selector_inputs
-from temporal_rl.viarl.config import ViaRLSelectorConfig
-from temporal_rl.viarl.selector import (
+from temporal_rl.rewards.selector import (
     NUM_CANDIDATES_COLUMN,
     NUM_SELECT_COLUMN,
     SelectorLengthReward,
     answer_reward,
-    build_selector_messages,
-    fallback_indices,
     is_valid_selection,
     parse_indices,
 )
+from temporal_rl.rewards.task_rewards import column_rows
+from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames, selector_inputs
+from temporal_rl.viarl.config import ViaRLSelectorConfig
+from temporal_rl.viarl.selector import build_selector_messages, fallback_indices
 from temporal_rl.video.inputs import processor_video_kwargs
 
 # The in-memory column through which each row hands its `CandidateFrames` to the answer reward (never stored).

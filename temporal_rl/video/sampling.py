@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from transformers.video_utils import VideoMetadata
 
 MAX_ASPECT_RATIO = 200
+PLACEMENTS = ("start", "center")
 
 
 def _is_int(value: Any) -> bool:
@@ -261,3 +262,28 @@ class SampledVideo:
             width=int(self.frames.shape[2]),
             height=int(self.frames.shape[1]),
         )
+
+
+def uniform_indices(num_candidates: int, num_select: int, placement: str = "start") -> list[int]:
+    """`num_select` candidate indices spread uniformly over `range(num_candidates)`, increasing.
+
+    Args:
+        num_candidates: T.
+        num_select: N, 1 <= N <= T.
+        placement: `"start"`: `floor(i * T / N)`, the start of each of N equal segments (ViaRL's fallback, which is
+            `i * (T // N)` when N divides T: 0, 16, ..., 112 for T=128, N=8); `"center"`: the middle of each
+            segment, `floor((2i + 1) * T / (2N))` (8, 24, ..., 120).
+
+    Example:
+        ```python
+        >>> uniform_indices(128, 8), uniform_indices(10, 4, "center")
+        ([0, 16, 32, 48, 64, 80, 96, 112], [1, 3, 6, 8])
+        ```
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
+    if not (isinstance(num_select, int) and isinstance(num_candidates, int) and 1 <= num_select <= num_candidates):
+        raise ValueError(f"cannot pick {num_select!r} distinct frames out of {num_candidates!r}")
+    if placement == "start":
+        return [i * num_candidates // num_select for i in range(num_select)]
+    return [(2 * i + 1) * num_candidates // (2 * num_select) for i in range(num_select)]
