@@ -5,7 +5,8 @@ completion per record, the variance-aware data filter for K sampled completions 
 
 1. builds the chat prompt (`temporal_rl.prompts.build_messages` + the processor's chat template),
 2. loads the video once through the frame cache (`temporal_rl.video.cache.load_video`),
-3. runs the processor once (not once per sample: the K samples come from `num_return_sequences`),
+3. runs the processor once (`temporal_rl.video.inputs.model_inputs`; not once per sample: the K samples come from
+   `num_return_sequences`),
 
 then left-pads the prepared prompts of a batch into one tensor batch, generates, and decodes. The vision special
 tokens (`<|vision_start|>`, `<|vision_end|>`, `<|image_pad|>`, `<|video_pad|>`) are suppressed: a sampled
@@ -43,7 +44,7 @@ from temporal_rl.data import RecordError
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
-from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.inputs import model_inputs
 from temporal_rl.video.sampling import FrameSampling
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -299,9 +300,7 @@ def prepare_prompt(
     except (ValueError, VideoError) as err:  # RecordError is a ValueError
         reason = str(err) if not isinstance(err, RecordError) else err.reason
         raise PromptError(record_id, reason) from err
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
-    return PreparedPrompt(record_id, {key: value for key, value in inputs.items() if torch.is_tensor(value)})
+    return PreparedPrompt(record_id, model_inputs(processor, messages, video))
 
 
 def _model_device(model: Any) -> torch.device:

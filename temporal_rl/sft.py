@@ -23,10 +23,9 @@ from collections.abc import Callable
 
 import torch
 
-from temporal_rl.grpo.video_rows import mm_token_type_ids, strip_none
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
-from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.inputs import mm_token_type_ids, model_inputs
 from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 IGNORE_INDEX = -100
@@ -47,17 +46,6 @@ class PathFrames:
 
     def __call__(self, row: dict) -> SampledVideo:
         return load_video(row["video"], self.sampling, self.cache)
-
-
-def count_video_blocks(messages: list[dict]) -> int:
-    """The number of `{"type": "video"}` blocks in chat messages."""
-    return sum(
-        1
-        for message in messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "video"
-    )
 
 
 class VideoSFTCollator:
@@ -105,14 +93,11 @@ class VideoSFTCollator:
 
     def encode_prompt(self, row: dict) -> dict[str, torch.Tensor]:
         """One row's prompt through the processor with its frames: `input_ids` (1, P) and the video tensors."""
-        messages = strip_none(self.messages(row))
-        if count_video_blocks(messages) != 1:
-            raise ValueError(
-                f"row {row.get('id')!r}: the SFT prompt needs exactly one video block, found "
-                f"{count_video_blocks(messages)}"
-            )
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.processor(text=[text], return_tensors="pt", **processor_video_kwargs([self.frames(row)]))
+        messages = self.messages(row)
+        try:
+            return model_inputs(self.processor, messages, self.frames(row))
+        except ValueError as err:
+            raise ValueError(f"row {row.get('id')!r}: {err}") from None
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if not rows:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from data_tools.synth.encode import encode_mp4
-from temporal_rl.viarl.candidates import candidate_frames, selector_inputs
+from temporal_rl.viarl.candidates import candidate_frames
 from temporal_rl.viarl.selector import build_selector_messages
-from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.inputs import model_inputs, processor_video_kwargs
 
 CLIP_FPS, CLIP_FRAMES = 10, 40
 
@@ -46,7 +46,7 @@ def test_selector_video_and_inputs(clip, processor):
     assert (video.source_fps, video.total_frames) == (CLIP_FPS, CLIP_FRAMES)
 
     messages = build_selector_messages({"question": "Which shape was shown?"}, 16, 4, video=str(clip))
-    inputs = selector_inputs(processor, messages, candidates)
+    inputs = model_inputs(processor, messages, candidates.selector_video())
     # 16 frames of 56x112 -> a (16/2, 56/14, 112/14) patch grid, merged 2x2 into 8*4*8/4 video tokens.
     assert inputs["video_grid_thw"].tolist() == [[8, 4, 8]]
     assert inputs["pixel_values_videos"].shape[0] == 8 * 4 * 8
@@ -67,7 +67,7 @@ def test_selector_video_and_inputs(clip, processor):
     torch.testing.assert_close(inputs["pixel_values_videos"][-1], expected, atol=1e-5, rtol=0)
 
     with pytest.raises(ValueError, match="exactly one video block"):
-        selector_inputs(processor, [{"role": "user", "content": [{"type": "text", "text": "q"}]}], candidates)
+        model_inputs(processor, [{"role": "user", "content": [{"type": "text", "text": "q"}]}], video)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from trl import GRPOTrainer
 
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
-from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
+from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts
+from temporal_rl.video.cache import load_video
+from temporal_rl.video.inputs import mm_token_type_ids
 
 
 class StockGRPOWithVideoRollouts(GRPOTrainer):
@@ -30,8 +32,9 @@ class StockGRPOWithVideoRollouts(GRPOTrainer):
     def _tokenize_prompts(self, prompts):
         if not isinstance(self.args, TemporalGRPOConfig):
             raise TypeError(f"args must be a TemporalGRPOConfig, got {type(self.args).__name__}")
+        sampling, cache = self.args.frame_sampling(), self.args.frame_cache()
         prompt_ids, rows, _ = encode_video_prompts(
-            self.processing_class, prompts, self.args.frame_sampling(), self.args.frame_cache()
+            self.processing_class, prompts, lambda path: load_video(path, sampling, cache)
         )
         fields = rows.model_kwargs(0, len(rows))
         fields["mm_token_type_ids"] = [
@@ -65,11 +68,11 @@ class PlainVideoGRPOTrainer(TemporalGRPOTrainer):
         prompt_ids, rows, decoded = [], [], 0
         for prompt in prompts:
             ids, row, videos = encode_video_prompts(
-                self.processing_class, [prompt], self.frame_sampling, None, template_kwargs
+                self.processing_class, [prompt], lambda path: load_video(path, self.frame_sampling), template_kwargs
             )
             prompt_ids += ids
             rows.append(row)
-            decoded += sum(video.decoded_frames for video in videos)
+            decoded += sum(video.decoded_frames for video in videos.values())
         joined = VideoRows(
             pixel_values_videos=[pixels for row in rows for pixels in row.pixel_values_videos],
             video_grid_thw=torch.cat([row.video_grid_thw for row in rows]),

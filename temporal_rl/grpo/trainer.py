@@ -29,7 +29,7 @@ from trl import GRPOTrainer
 
 from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.config import TemporalGRPOConfig
-from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts, mm_token_type_ids
+from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts
 from temporal_rl.grpo.vision_sharing import (
     PatchCounter,
     VisionFeatureCache,
@@ -40,6 +40,9 @@ from temporal_rl.grpo.vision_sharing import (
 )
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
+from temporal_rl.video.cache import load_video
+from temporal_rl.video.inputs import mm_token_type_ids
+from temporal_rl.video.sampling import SampledVideo
 
 
 def add_video_prompts(dataset: datasets.Dataset, options: PromptOptions) -> datasets.Dataset:
@@ -131,9 +134,12 @@ class TemporalGRPOTrainer(GRPOTrainer):
         candidate frames); everything else of `_tokenize_prompts` stays.
         """
         prompt_ids, rows, videos = encode_video_prompts(
-            self.processing_class, prompts, self.frame_sampling, self.frame_cache, template_kwargs
+            self.processing_class, prompts, self._load_video, template_kwargs
         )
-        return prompt_ids, rows, sum(v.decoded_frames for v in videos)
+        return prompt_ids, rows, sum(v.decoded_frames for v in videos.values())
+
+    def _load_video(self, path: str) -> SampledVideo:
+        return load_video(path, self.frame_sampling, self.frame_cache)
 
     def _tokenize_prompts(self, prompts: list):
         template_kwargs = dict(self.chat_template_kwargs or {})

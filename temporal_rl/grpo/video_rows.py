@@ -1,8 +1,9 @@
 """Video prompts as model inputs: one processor call per distinct (prompt, video), per-row tensors that share it.
 
-A GRPO batch holds each prompt G times. Each distinct (prompt text, video) is run through the processor once, and
-all rows showing one video hold references to the same `pixel_values_videos` tensor, never copies, and never a
-`repeat_interleave` over flattened patches (which reorders patches across frames).
+A GRPO batch holds each prompt G times. Each distinct (prompt, video) is run through the processor once
+(`temporal_rl.video.inputs.model_inputs`, with the frames of a pluggable frame source), and all rows showing one video
+hold references to the same `pixel_values_videos` tensor, never copies, and never a `repeat_interleave` over flattened
+patches (which reorders patches across frames).
 
 `VideoRows` keeps, per row: the video's patches, its grid `(t, h, w)`, `second_per_grid_ts` and, when the rollout's
 vision-tower outputs are cached, the row's cache key (`temporal_rl.grpo.vision_sharing`). Rows can be permuted
@@ -10,54 +11,22 @@ and split like any per-sample list or tensor (TRL's `shuffle_sequence_dict` / `s
 `model_kwargs(start, end)` assembles what Qwen2.5-VL's forward needs for a slice of rows from pixels, and
 `layout_kwargs` the part it needs besides the encoder outputs (grids and times, for the 3D positions).
 
-This module owns that bookkeeping and the prompt rendering; it does not decode (see `temporal_rl.video`).
+This module owns that bookkeeping; it does not decode nor render prompts (see `temporal_rl.video`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from temporal_rl.video.cache import FrameCache, load_video
-from temporal_rl.video.inputs import processor_video_kwargs
-from temporal_rl.video.sampling import FrameSampling, SampledVideo
+from temporal_rl.video.inputs import model_inputs, prompt_video_path, strip_none
+from temporal_rl.video.sampling import SampledVideo
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 FEATURE_KEYS_KEY = "video_feature_keys"  # batch key of `VideoRows.feature_keys`
-
-# mm_token_type_ids convention of Qwen2.5-VL's processor (and TRL): 0 text, 1 image, 2 video.
-IMAGE_TOKEN_TYPE, VIDEO_TOKEN_TYPE = 1, 2
-
-
-def strip_none(value):
-    """A copy of a message structure without None-valued keys (Arrow adds them to stored prompts)."""
-    if isinstance(value, dict):
-        return {k: strip_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [strip_none(v) for v in value]
-    return value
-
-
-def prompt_video_path(prompt: list[dict]) -> str:
-    """The path of the one video block of a conversational prompt.
-
-    Raises:
-        ValueError: the prompt has no video block with a path, or more than one video.
-    """
-    paths = [
-        part["video"]
-        for message in prompt
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "video"
-    ]
-    if len(paths) != 1 or not isinstance(paths[0], str):
-        raise ValueError(
-            f"a video prompt needs exactly one {{'type': 'video', 'video': <path>}} block, found {paths!r}; "
-            "build prompts with temporal_rl.prompts.build_messages(record, video=path)"
-        )
-    return paths[0]
 
 
 @dataclass
@@ -127,56 +96,40 @@ class VideoRows:
         }
 
 
-def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int | None, video_token_id: int) -> torch.Tensor:
-    """(B, L) token types of `input_ids` (B, L): 2 on video placeholders, 1 on image placeholders, else 0."""
-    types = torch.zeros_like(input_ids)
-    types[input_ids == video_token_id] = VIDEO_TOKEN_TYPE
-    if image_token_id is not None:
-        types[input_ids == image_token_id] = IMAGE_TOKEN_TYPE
-    return types
-
-
 def encode_video_prompts(
     processor,
     prompts: list[list[dict]],
-    sampling: FrameSampling,
-    cache: FrameCache | None,
+    frames: Callable[[str], SampledVideo],
     chat_template_kwargs: dict | None = None,
-) -> tuple[list[list[int]], VideoRows, list[SampledVideo]]:
-    """Render and tokenize video prompts, with each video's frames from the cache and their real fps.
+) -> tuple[list[list[int]], VideoRows, dict[str, SampledVideo]]:
+    """Tokenize video prompts with their frames (`model_inputs`), one processor call per distinct (prompt, video).
 
     Args:
         processor: a Qwen2.5-VL processor.
         prompts: B conversational prompts, each with exactly one video block carrying a path.
-        sampling, cache: how frames are taken (`temporal_rl.video.cache.load_video`).
+        frames: the frame source: video path -> the frames the prompt shows (e.g. `load_video` through the frame
+            cache, or a selector's labelled candidates); called once per distinct path, in first-seen order.
         chat_template_kwargs: extra arguments of `apply_chat_template`.
 
     Returns:
         prompt_ids: B lists of token ids (video placeholders expanded), unpadded.
         rows: the B rows' video inputs (rows of one video share its pixel tensor).
-        videos: the distinct videos loaded, in first-seen order (for counting the work).
+        videos: path -> the frames shown, the distinct videos in first-seen order (for counting the work).
     """
-    chat_template_kwargs = chat_template_kwargs or {}
-    texts, paths = [], []
-    for prompt in prompts:
-        paths.append(prompt_video_path(prompt))
-        texts.append(
-            processor.apply_chat_template(
-                strip_none(prompt), tokenize=False, add_generation_prompt=True, **chat_template_kwargs
-            )
-        )
-    videos = {path: load_video(path, sampling, cache) for path in dict.fromkeys(paths)}
+    prompts = [strip_none(prompt) for prompt in prompts]
+    keys = [(prompt_video_path(prompt), json.dumps(prompt, sort_keys=True, default=str)) for prompt in prompts]
+    videos = {path: frames(path) for path, _ in dict.fromkeys(keys)}
     encoded, pixels = {}, {}
-    for key in dict.fromkeys(zip(texts, paths, strict=True)):
-        text, path = key
-        encoded[key] = processor(text=[text], return_tensors="pt", **processor_video_kwargs([videos[path]]))
-        # The pixels depend on the video only: prompts with other texts on the same video share the tensor.
-        pixels.setdefault(path, encoded[key]["pixel_values_videos"])
-    keys = list(zip(texts, paths, strict=True))
+    for prompt, key in zip(prompts, keys, strict=True):
+        if key not in encoded:
+            path = key[0]
+            encoded[key] = model_inputs(processor, prompt, videos[path], chat_template_kwargs)
+            # The pixels depend on the video only: prompts with other texts on the same video share the tensor.
+            pixels.setdefault(path, encoded[key]["pixel_values_videos"])
     prompt_ids = [encoded[key]["input_ids"][0].tolist() for key in keys]
     rows = VideoRows(
-        pixel_values_videos=[pixels[path] for path in paths],
+        pixel_values_videos=[pixels[path] for path, _ in keys],
         video_grid_thw=torch.cat([encoded[key]["video_grid_thw"] for key in keys]),
         second_per_grid_ts=torch.cat([torch.as_tensor(encoded[key]["second_per_grid_ts"]) for key in keys]).float(),
     )
-    return prompt_ids, rows, list(videos.values())
+    return prompt_ids, rows, videos

@@ -43,7 +43,6 @@ import torch
 
 from temporal_rl.data import record_meta
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
-from temporal_rl.grpo.video_rows import strip_none
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards.scoring import choice_score
 from temporal_rl.rewards.selector import is_valid_selection, parse_indices
@@ -54,11 +53,10 @@ from temporal_rl.viarl.candidates import (
     CandidateFrames,
     candidate_frames,
     select_frames,
-    selector_inputs,
 )
 from temporal_rl.viarl.selector import DEFAULT_LABEL_DESCRIPTION, build_selector_messages, fallback_indices
 from temporal_rl.video.cache import FrameCache
-from temporal_rl.video.inputs import processor_video_kwargs
+from temporal_rl.video.inputs import model_inputs
 from temporal_rl.video.labels import LabelStyle
 from temporal_rl.video.sampling import SampledVideo, uniform_indices
 
@@ -335,14 +333,14 @@ def batch_seed(seed: int, ids: Sequence[str]) -> int:
 def selector_prompt(
     processor: Any, record: Mapping[str, Any], spec: CandidateSpec, cache: FrameCache | None
 ) -> tuple[PreparedPrompt, CandidateFrames]:
-    """One record's selector input (`build_selector_messages` + `selector_inputs`) and its candidates.
+    """One record's selector input (`build_selector_messages` on the labelled candidates) and its candidates.
 
     As the selector trainer builds it: the video's real T, and N clamped to it.
     """
     candidates = spec.candidates(record["video"], cache)
     count = candidates.num_candidates
     messages = build_selector_messages(dict(record), count, min(spec.num_select, count), label=spec.label)
-    inputs = selector_inputs(processor, messages, candidates)
+    inputs = model_inputs(processor, messages, candidates.selector_video())
     return PreparedPrompt(str(record["id"]), inputs), candidates
 
 
@@ -477,11 +475,9 @@ def answer_completion(record: Mapping[str, Any], prompt: PromptOptions, target: 
 def answer_prompt(
     processor: Any, record: Mapping[str, Any], video: SampledVideo, prompt: PromptOptions = PromptOptions()
 ) -> PreparedPrompt:
-    """The answer model's input for one record on the given frames: the record's prompt, one processor call."""
-    messages = strip_none(prompt.messages(dict(record)))
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
-    return PreparedPrompt(str(record["id"]), {key: value for key, value in inputs.items() if torch.is_tensor(value)})
+    """The answer model's input for one record on the given frames: the record's prompt, one processor call (the
+    answer stage's evaluation and the selector trainer's answer reward ask the answer model the same way)."""
+    return PreparedPrompt(str(record.get("id")), model_inputs(processor, prompt.messages(dict(record)), video))
 
 
 @dataclass

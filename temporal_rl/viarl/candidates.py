@@ -24,9 +24,9 @@ for other aspect ratios it can be one 28-px step off, and the chosen frames are 
 
 The labels are drawn with the built-in bitmap font of `temporal_rl.video.labels` (exact pixels, no anti-aliasing).
 
-`CandidateFrames.selector_video()` is the labelled copy as a `SampledVideo` (the candidates' times and fps), and
-`selector_inputs(processor, messages, candidates)` the selector's model inputs from it (chat template plus one
-processor call).
+`CandidateFrames.selector_video()` is the labelled copy as a `SampledVideo` (the candidates' times and fps): the frame
+source of the selector's model inputs (`temporal_rl.video.inputs.model_inputs(processor, messages,
+candidates.selector_video())`).
 
 This module owns the candidate frames, the selector's inputs and the selection of high-resolution frames. It does
 not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.rewards.selector`).
@@ -37,19 +37,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
-from temporal_rl.video.inputs import processor_video_kwargs
 from temporal_rl.video.labels import LabelStyle, draw_index_labels
 from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 IMAGE_FACTOR = 28
 DEFAULT_NUM_CANDIDATES = 128
@@ -239,56 +238,6 @@ def candidate_frames(
         answer_size=long_side_size(height, width, answer_long_side),
         label_style=style,
     )
-
-
-def _without_none(value: Any) -> Any:
-    """A copy of a message structure without None-valued keys (Arrow adds them to stored prompts)."""
-    if isinstance(value, dict):
-        return {key: _without_none(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [_without_none(item) for item in value]
-    return value
-
-
-def selector_inputs(
-    processor: Any, messages: list[dict], candidates: CandidateFrames, chat_template_kwargs: dict | None = None
-) -> dict[str, torch.Tensor]:
-    """The selector's model inputs for one prompt: its chat template and one processor call on the labelled frames.
-
-    Args:
-        processor: a Qwen2.5-VL processor.
-        messages: the selector's chat messages with exactly one video block
-            (`temporal_rl.viarl.selector.build_selector_messages`); a path in the block is ignored, the frames are
-            `candidates.selector_video()`.
-        candidates: from `candidate_frames`.
-        chat_template_kwargs: extra arguments of `apply_chat_template`.
-
-    Returns:
-        The processor's tensors, batch dimension 1: `input_ids`, `attention_mask` (1, L) (and `mm_token_type_ids`
-        when the processor gives it), `pixel_values_videos` (P, D), `video_grid_thw` (1, 3), `second_per_grid_ts`
-        (1,).
-
-    Raises:
-        ValueError: the messages do not hold exactly one video block.
-    """
-    messages = _without_none(messages)
-    blocks = [
-        part
-        for message in messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "video"
-    ]
-    if len(blocks) != 1:
-        raise ValueError(
-            f"the selector's messages need exactly one video block, found {len(blocks)}; "
-            "build them with temporal_rl.viarl.selector.build_selector_messages"
-        )
-    text = processor.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
-    )
-    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([candidates.selector_video()]))
-    return {key: value for key, value in inputs.items() if hasattr(value, "shape")}
 
 
 # ----------------------------------------------------------------------------------------------------------------

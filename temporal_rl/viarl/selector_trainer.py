@@ -31,7 +31,6 @@ This module owns the selector's rollout and advantages and the answer-model rewa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +42,7 @@ from trl.trainer.utils import use_adapter
 from temporal_rl.advantages import reinforce_pp_advantages
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
-from temporal_rl.grpo.video_rows import VideoRows, prompt_video_path, strip_none
+from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.rewards.parsing import completion_text
@@ -57,10 +56,10 @@ from temporal_rl.rewards.selector import (
     parse_indices,
 )
 from temporal_rl.rewards.task_rewards import column_rows
-from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames, selector_inputs
+from temporal_rl.viarl.answer_stage import answer_prompt
+from temporal_rl.viarl.candidates import CandidateFrames, candidate_frames, select_frames
 from temporal_rl.viarl.config import ViaRLSelectorConfig
 from temporal_rl.viarl.selector import build_selector_messages, fallback_indices
-from temporal_rl.video.inputs import processor_video_kwargs
 
 # The in-memory column through which each row hands its `CandidateFrames` to the answer reward (never stored).
 CANDIDATES_COLUMN = "candidate_frames"
@@ -165,11 +164,7 @@ class AnswerModelReward:
 
     def prepare(self, record: dict, candidates: CandidateFrames, indices: Sequence[int]) -> PreparedPrompt:
         """The answer model's input for `record`'s question on the candidates at `indices` (in time order)."""
-        video = select_frames(candidates, indices)
-        messages = self.prompt_options.messages(record)
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = self.processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
-        return PreparedPrompt(str(record.get("id")), {k: v for k, v in inputs.items() if torch.is_tensor(v)})
+        return answer_prompt(self.processor, record, select_frames(candidates, indices), self.prompt_options)
 
     def answer(self, prompts: Sequence[PreparedPrompt]) -> list[str]:
         """The answer model's greedy answers, `generation.batch_size` prompts per `generate` call."""
@@ -299,7 +294,7 @@ class ViaRLSelectorTrainer(TemporalGRPOTrainer):
 
     Overrides of `TemporalGRPOTrainer` / `trl.GRPOTrainer` (TRL 1.16.0):
 
-    - `_encode_prompts`: the selector is shown each video's labelled candidates (`selector_inputs`), not the file;
+    - `_encode_prompts`: the selector is shown each video's labelled candidates (`selector_video`), not the file;
     - `_generate_and_score_completions`: sets each row's candidates, T, N and prompt before the rollout; after it,
       computes pi_old (if TRL did not) and pi_ref and replaces GRPO's advantages by REINFORCE++'s (B, L) ones;
     - `_calculate_rewards`: keeps the gathered per-function rewards for the scalar rewards of step 4.
@@ -420,27 +415,10 @@ class ViaRLSelectorTrainer(TemporalGRPOTrainer):
 
     def _encode_prompts(self, prompts: list, template_kwargs: dict) -> tuple[list[list[int]], VideoRows, int]:
         """Prompt ids and video inputs showing each prompt its labelled candidates (one processor call per prompt)."""
-        encoded, keys, used, pixels = {}, [], {}, {}
-        for prompt in prompts:
-            prompt = strip_none(prompt)
-            path = prompt_video_path(prompt)
-            candidates = self._candidates(path)
-            used[path] = candidates
-            key = (path, json.dumps(prompt, sort_keys=True, default=str))
-            if key not in encoded:
-                encoded[key] = selector_inputs(self.processing_class, prompt, candidates, template_kwargs)
-                # The pixels depend on the video only: all rows of a video share one tensor (and one encoding).
-                pixels.setdefault(path, encoded[key]["pixel_values_videos"])
-            keys.append(key)
-        prompt_ids = [encoded[key]["input_ids"][0].tolist() for key in keys]
-        rows = VideoRows(
-            pixel_values_videos=[pixels[path] for path, _ in keys],
-            video_grid_thw=torch.cat([encoded[key]["video_grid_thw"] for key in keys]),
-            second_per_grid_ts=torch.cat(
-                [torch.as_tensor(encoded[key]["second_per_grid_ts"]) for key in keys]
-            ).float(),
+        prompt_ids, rows, videos = encode_video_prompts(
+            self.processing_class, prompts, lambda path: self._candidates(path).selector_video(), template_kwargs
         )
-        return prompt_ids, rows, sum(candidates.decoded_frames for candidates in used.values())
+        return prompt_ids, rows, sum(self._candidates(path).decoded_frames for path in videos)
 
     # -- rollout ----------------------------------------------------------------------------------------------------
 
