@@ -7,8 +7,8 @@ from trl import TrlParser
 
 from temporal_rl.configs import DataArguments
 from temporal_rl.grpo.config import TemporalGRPOConfig
+from temporal_rl.grpo.trainer import train_grpo
 from temporal_rl.models.loading import TemporalModelConfig
-from temporal_rl.training import train_grpo
 
 if __name__ == "__main__":
     parser = TrlParser((DataArguments, TemporalGRPOConfig, TemporalModelConfig))

@@ -1,22 +1,29 @@
-"""The training jobs, as functions the recipes (and the demo) call: SFT warm start, video GRPO, ViaRL selector.
+"""Training jobs the recipes, the methods and the experiments share: the data splits, the model to train, the one
+supervised fine-tuning engine, and train-then-save.
 
-Each loads the canonical data, the model and processor, builds the trainer, trains (resuming from
+`train_sft` is the only SFT loop: the recipes' SFT warm start (`recipes/sft.py`) and ViaRL's answer stage and warm
+starts (`temporal_rl.viarl`) all call it, with a frame source, a prompt and a target per row
+(`temporal_rl.sft.VideoSFTCollator`). The methods' RL jobs build on the same pieces:
+`temporal_rl.grpo.trainer.train_grpo` and `temporal_rl.viarl.selector_trainer.train_selector`.
+
+Each job loads the canonical data, the model and processor, builds the trainer, trains (resuming from
 `resume_from_checkpoint` when given), and saves the model or adapter with the processor in `output_dir`.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import datasets
 from trl import SFTTrainer
 
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
-from temporal_rl.grpo.config import TemporalGRPOConfig
-from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.models.loading import TemporalModelConfig, load_model, load_processor, lora_config
-from temporal_rl.sft import VideoSFTCollator
-from temporal_rl.viarl.config import ViaRLSelectorConfig
-from temporal_rl.viarl.selector_trainer import ViaRLSelectorTrainer
+from temporal_rl.sft import FrameSource, VideoSFTCollator
 
 
 def load_splits(data_args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -30,84 +37,75 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.Dataset, datasets.Da
     return train, evaluation
 
 
-def load_trainable_model(model_args: TemporalModelConfig, adapter: str | None = None) -> tuple:
+def load_trainable_model(model_args: TemporalModelConfig, adapter: str | os.PathLike | None = None) -> tuple:
     """The model to train and the LoRA config for its trainer: `(load_model(model_args), lora_config(model_args))`,
     or, to continue a LoRA adapter, `(PeftModel with adapter loaded trainable, None)`."""
-    model = load_model(model_args)
     if adapter is None:
-        return model, lora_config(model_args)
-    from pathlib import Path
-
-    from peft import PeftModel
-
+        return load_model(model_args), lora_config(model_args)
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter} holds no LoRA adapter (adapter_config.json) to continue")
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), None
+    return load_model(model_args, adapter=adapter, adapter_trainable=True), None
 
 
-def train_sft(data_args: DataArguments, config: TemporalSFTConfig, model_args: TemporalModelConfig) -> SFTTrainer:
-    """Instruction-tune on the gold answers of the canonical data (the loss on the answer tokens only)."""
+def train_sft(
+    data_args: DataArguments,
+    config: TemporalSFTConfig,
+    model_args: TemporalModelConfig,
+    *,
+    frames: FrameSource | None = None,
+    messages: Callable[[Mapping[str, Any]], list[dict]] | None = None,
+    completion: Callable[[Mapping[str, Any]], str] | None = None,
+    adapter: str | os.PathLike | None = None,
+    callbacks: list | None = None,
+) -> SFTTrainer:
+    """Supervised tuning on video rows, the loss on the target tokens only.
+
+    By default: each row's own video at the config's frame budget, its task prompt, and its gold answer (the SFT warm
+    start). Every part is pluggable.
+
+    Args:
+        data_args: the training (and eval) records.
+        config: a `TemporalSFTConfig` (frame budget and cache of the default frame source; its prompt options word the
+            default prompt and target).
+        model_args: the model; LoRA when `use_peft`.
+        frames: the frame source, `row -> SampledVideo` (default: `PathFrames` at the config's budget), e.g. the
+            frames a selector picked (`temporal_rl.viarl.answer_stage.SelectedFrames`).
+        messages, completion: the prompt and target per row (default: the config's `PromptOptions`).
+        adapter: a LoRA adapter to continue (loaded trainable onto `model_args.model_name_or_path`).
+        callbacks: extra `transformers.TrainerCallback`s.
+
+    Returns:
+        The trainer, after training and saving the model or adapter with the processor in `config.output_dir`
+        (resuming from `config.resume_from_checkpoint` when set).
+    """
     train, evaluation = load_splits(data_args)
     processor = load_processor(model_args)
     config.remove_unused_columns = False
     config.dataset_kwargs = {**(config.dataset_kwargs or {}), "skip_prepare_dataset": True}
-    collator = VideoSFTCollator(processor, config.frame_sampling(), config.frame_cache(), config.prompt_options())
-    trainer = SFTTrainer(
-        model=load_model(model_args),
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        data_collator=collator,
-        peft_config=lora_config(model_args),
+    collator = VideoSFTCollator(
+        processor,
+        config.frame_sampling(),
+        config.frame_cache(),
+        config.prompt_options(),
+        frames=frames,
+        messages=messages,
+        completion=completion,
     )
-    return _train_and_save(trainer, processor)
-
-
-def train_grpo(
-    data_args: DataArguments, config: TemporalGRPOConfig, model_args: TemporalModelConfig
-) -> TemporalGRPOTrainer:
-    """GRPO with the configured rewards on the canonical data, every forward with its video."""
-    train, evaluation = load_splits(data_args)
-    processor = load_processor(model_args)
-    trainer = TemporalGRPOTrainer(
-        model=load_model(model_args),
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=lora_config(model_args),
-    )
-    return _train_and_save(trainer, processor)
-
-
-def train_selector(
-    data_args: DataArguments,
-    config: ViaRLSelectorConfig,
-    model_args: TemporalModelConfig,
-    adapter: str | None = None,
-) -> ViaRLSelectorTrainer:
-    """ViaRL stage 1: the frame selector by REINFORCE++, rewarded by the frozen answer model of the config.
-
-    `adapter`: a LoRA adapter of the selector to continue (the previous ViaRL cycle's), loaded trainable onto
-    `model_args.model_name_or_path`. Saves the selector's LoRA adapter (or model) and its processor to
-    `config.output_dir`.
-    """
-    train, evaluation = load_splits(data_args)
-    processor = load_processor(model_args)
     model, peft_config = load_trainable_model(model_args, adapter)
-    trainer = ViaRLSelectorTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=processor,
+        data_collator=collator,
         peft_config=peft_config,
+        callbacks=callbacks,
     )
-    return _train_and_save(trainer, processor)
+    return train_and_save(trainer, processor)
 
 
-def _train_and_save(trainer, processor):
+def train_and_save(trainer, processor):
     """Train (resuming when the config says so), then save the state, the model or adapter and the processor."""
     trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_state()

@@ -224,7 +224,7 @@ def test_reselect_without_generating_and_refuse_other_settings(reference, tiny_m
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every batch was done")
 
-    monkeypatch.setattr("temporal_rl.eval.run.load_model", no_model)
+    monkeypatch.setattr("temporal_rl.models.loading.load_inference_model", no_model)
     report = _run(_config(tiny_model_dir, data_file, out, max_kept=1, min_std=0.0))
     assert report["counts"]["kept"] == 1 and report["counts"]["kept_before_cap"] >= reference[1]["counts"]["kept"]
     assert report["by_rule"]["cap"] == report["counts"]["kept_before_cap"] - 1

@@ -321,7 +321,7 @@ def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, 
 
     from temporal_rl.configs import DataArguments
     from temporal_rl.models.loading import TemporalModelConfig
-    from temporal_rl.training import train_selector
+    from temporal_rl.viarl.selector_trainer import train_selector
 
     # gamma < 1 makes the returns differ along a completion even when all rewards are equal: the adapter moves.
     config = _config(tmp_path, tiny_model_dir, max_steps=2, learning_rate=1e-2, gamma=0.5, gradient_checkpointing=True)

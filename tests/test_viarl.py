@@ -293,7 +293,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tiny_run, monke
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    real_train = viarl.train_video_sft
+    real_train = viarl.train_sft
     resumed_from = []
 
     def failing_train(*args, **kwargs):
@@ -302,11 +302,11 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tiny_run, monke
     real_runners = dict(viarl.STAGE_RUNNERS)
 
     def failing_answer(run, stage):  # the answer stage fails right after its first checkpoint
-        monkeypatch.setattr(viarl, "train_video_sft", failing_train)
+        monkeypatch.setattr(viarl, "train_sft", failing_train)
         try:
             return real_runners["answer"](run, stage)
         finally:
-            monkeypatch.setattr(viarl, "train_video_sft", real_train)
+            monkeypatch.setattr(viarl, "train_sft", real_train)
 
     monkeypatch.setitem(viarl.STAGE_RUNNERS, "answer", failing_answer)
     with pytest.raises(RuntimeError, match="injected failure"):
@@ -335,7 +335,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tiny_run, monke
         resumed_from.append(config.resume_from_checkpoint)
         return real_train(data_args, config, model_args, **kwargs)
 
-    monkeypatch.setattr(viarl, "train_video_sft", recording_train)
+    monkeypatch.setattr(viarl, "train_sft", recording_train)
     state = viarl.run_viarl(tiny_run, log=lambda message: None)
     assert calls == ["cycle_1/answer"]
     assert resumed_from == [str(out / "cycle_1/answer/checkpoint-1")]

@@ -26,8 +26,8 @@ broken down by a meta field, with a macro mean where the benchmark reports one: 
 `question_type` (a question counts toward each of its types), MVBench's mean over `task`, NExT-GQA by `type`; any
 other source by `question_type` when its records carry one (the synthetic benchmark does).
 
-This module owns the evaluation run: loading the model, the resumable predictions file, the benchmark
-breakdowns and the figure. Generation is `temporal_rl.generation`; the metric maths are `temporal_rl.eval.metrics`.
+This module owns the evaluation run: the resumable predictions file, the benchmark breakdowns and the figure.
+Generation is `temporal_rl.generation`; the metric maths are `temporal_rl.eval.metrics`.
 """
 
 from __future__ import annotations
@@ -219,22 +219,6 @@ def check_resume_settings(out: Path, settings: Mapping[str, Any], has_prediction
 # Model loading and generation
 
 
-def load_model(model_path: str, adapter: str | None, device: str, dtype: str):
-    """The model (with the PEFT adapter applied, if any) in eval mode on `device`, and its processor."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype))
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-    processor = AutoProcessor.from_pretrained(model_path)
-    return model.to(device).eval(), processor
-
-
 def default_device() -> str:
     import torch
 
@@ -251,6 +235,7 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
     from tqdm import tqdm
 
     from temporal_rl.generation import GenerationOptions, iter_generations
+    from temporal_rl.models.loading import load_inference_model
     from temporal_rl.prompts import PromptOptions
     from temporal_rl.video.cache import FrameCache
 
@@ -258,7 +243,7 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
     generated, completion_tokens, load_seconds = 0, 0, 0.0
     start = time.perf_counter()
     if todo:
-        model, processor = load_model(args.model, args.adapter, args.device, args.dtype)
+        model, processor = load_inference_model(args.model, args.adapter, device=args.device, dtype=args.dtype)
         load_seconds = time.perf_counter() - start
         start = time.perf_counter()
         options = GenerationOptions(

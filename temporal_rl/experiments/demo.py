@@ -29,7 +29,7 @@ from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions, mean_normalised_span
 from temporal_rl.eval.metrics import evaluate
 from temporal_rl.grpo.config import TemporalGRPOConfig
-from temporal_rl.models.loading import TemporalModelConfig
+from temporal_rl.models.loading import TemporalModelConfig, load_inference_model
 from temporal_rl.models.tiny import TinySpec, build_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -69,15 +69,6 @@ def swap_videos(records: list[dict], seed: int = 0) -> list[dict]:
     return [{**record, "video": video_of[i]} for i, record in enumerate(records)]
 
 
-def load_model_for_eval(model_dir: str | Path):
-    """A saved model (float32, eval mode) and its processor."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return model, AutoProcessor.from_pretrained(model_dir)
-
-
 def score_greedy(
     model,
     processor,
@@ -109,7 +100,7 @@ def score_greedy(
 
 def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_new_tokens: int, batch_size: int):
     """Greedy predictions of a saved model on the test file, scored: (report, per-record samples)."""
-    model, processor = load_model_for_eval(model_dir)
+    model, processor = load_inference_model(model_dir, dtype="float32")
     return score_greedy(
         model, processor, read_records(test_file), video_args, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
@@ -117,7 +108,7 @@ def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_ne
 
 def evaluate_with_swapped_videos(model_dir: str | Path, records: list[dict], video_args, **eval_kwargs):
     """(report, samples) on the records' own videos and the report on swapped videos, from one model load."""
-    model, processor = load_model_for_eval(model_dir)
+    model, processor = load_inference_model(model_dir, dtype="float32")
     report, samples = score_greedy(model, processor, records, video_args, **eval_kwargs)
     swapped, _ = score_greedy(model, processor, records, video_args, swapped_videos=True, **eval_kwargs)
     return report, samples, swapped
@@ -185,7 +176,8 @@ def run_demo(config: DemoConfig) -> dict:
         TemporalSFTConfig,
         {**common, "model_name_or_path": model_dir, "output_dir": out / "sft", "max_steps": config.sft_steps},
     )
-    from temporal_rl.training import train_grpo, train_sft
+    from temporal_rl.grpo.trainer import train_grpo
+    from temporal_rl.training import train_sft
 
     train_sft(sft_data, sft_config, sft_model)
     stage("SFT warm start")

@@ -4,7 +4,7 @@ On the synthetic grounding task with an SFT-warm-started tiny Qwen2.5-VL (`make 
 `runs/demo/sft`):
 
 1. run the filter (`temporal_rl.filtering.run`, the `filter_recipe`) on the training set with the SFT model;
-2. for each seed, GRPO (`temporal_rl.training.train_grpo`, the `grpo_recipe`) from the SFT model on
+2. for each seed, GRPO (`temporal_rl.grpo.trainer.train_grpo`, the `grpo_recipe`) from the SFT model on
    (a) `filtered`: the kept samples, (b) `random`: a random subset of the training set of the same size (drawn
    with the seed), (c) `full`: the whole training set; every run takes the same number of optimizer steps;
 3. evaluate each trained model on the held-out split with greedy decoding
@@ -208,7 +208,7 @@ def run_experiment(config: FilterExperimentConfig, log: Callable[[str], None] = 
     Args:
         log: where progress lines go (the recipe prints them).
     """
-    from temporal_rl.training import train_grpo
+    from temporal_rl.grpo.trainer import train_grpo
 
     out = Path(config.output_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)

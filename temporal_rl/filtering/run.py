@@ -736,10 +736,12 @@ def _generate(
     load_start = time.perf_counter()
     from tqdm import tqdm
 
-    from temporal_rl.eval.run import load_model
+    from temporal_rl.models.loading import load_inference_model
     from temporal_rl.rewards import get_reward_funcs
 
-    model, processor = load_model(config.model_name_or_path, config.adapter, str(state.device), config.dtype)
+    model, processor = load_inference_model(
+        config.model_name_or_path, config.adapter, device=str(state.device), dtype=config.dtype
+    )
     reward_funcs = get_reward_funcs(config.reward_funcs)
     cache = config.frame_cache()
     generate_start = time.perf_counter()

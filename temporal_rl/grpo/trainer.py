@@ -286,3 +286,30 @@ class TemporalGRPOTrainer(GRPOTrainer):
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         aux_loss = torch.stack(all_aux_losses).mean() if compute_aux_loss else None
         return logps, entropies, aux_loss
+
+
+def train_grpo(data_args, config: TemporalGRPOConfig, model_args) -> TemporalGRPOTrainer:
+    """GRPO with the configured rewards on the canonical data, every forward with its video (`recipes/grpo.py`).
+
+    Args:
+        data_args: `temporal_rl.configs.DataArguments`.
+        config: the `TemporalGRPOConfig`.
+        model_args: `temporal_rl.models.loading.TemporalModelConfig`; LoRA when `use_peft`.
+
+    Returns:
+        The trainer, after training and saving the model or adapter with the processor in `config.output_dir`.
+    """
+    from temporal_rl.models.loading import load_model, load_processor, lora_config
+    from temporal_rl.training import load_splits, train_and_save
+
+    train, evaluation = load_splits(data_args)
+    processor = load_processor(model_args)
+    trainer = TemporalGRPOTrainer(
+        model=load_model(model_args),
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=lora_config(model_args),
+    )
+    return train_and_save(trainer, processor)

@@ -1,4 +1,9 @@
-"""Loading a Qwen2.5-VL checkpoint for training: dtype, 4-bit quantization, and LoRA on the language model only.
+"""Loading a Qwen2.5-VL checkpoint: the one model loader (dtype, 4-bit quantization, a LoRA adapter, the device),
+its processor, and LoRA on the language model only.
+
+`load_model(model_args, adapter=..., ...)` is the only place a model is read from disk: training (a LoRA config, or
+an adapter continued trainable), evaluation, the filter and ViaRL's models (`load_inference_model`, in eval mode,
+with an adapter applied or merged) all go through it.
 
 The vision tower is excluded from LoRA by default: PEFT's `all-linear` and plain suffix names such as
 `gate_proj` also match the ViT's layers, which adds ~46M parameters and a full backward graph through the ViT,
@@ -7,6 +12,7 @@ and vLLM cannot serve ViT adapters.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -47,8 +53,26 @@ def lora_config(model_args: TemporalModelConfig) -> LoraConfig | None:
     return config
 
 
-def load_model(model_args: ModelConfig, *, dtype: torch.dtype | None = None):
-    """`AutoModelForImageTextToText` for the run: the config's dtype (or `dtype`), optionally 4/8-bit quantized."""
+def load_model(
+    model_args: ModelConfig,
+    *,
+    dtype: torch.dtype | None = None,
+    adapter: str | os.PathLike | None = None,
+    adapter_trainable: bool = False,
+    merge_adapter: bool = False,
+    device: str | torch.device | None = None,
+):
+    """`AutoModelForImageTextToText` for the run: the config's dtype (or `dtype`), optionally 4/8-bit quantized, with a
+    LoRA adapter on top.
+
+    Args:
+        model_args: the checkpoint, revision, attention implementation, dtype and quantization.
+        dtype: overrides `model_args.dtype`.
+        adapter: a PEFT (LoRA) adapter (directory or Hub id) applied on top.
+        adapter_trainable: load the adapter's weights trainable (to continue training it).
+        merge_adapter: fold the adapter into the weights (a quantized model keeps it as a PEFT layer).
+        device: where to put the model (a quantized one is placed by its device map and stays there).
+    """
     from transformers import AutoModelForImageTextToText
 
     if dtype is None:
@@ -57,7 +81,7 @@ def load_model(model_args: ModelConfig, *, dtype: torch.dtype | None = None):
     if quantization is not None:
         # The frozen vision tower and the head stay in the compute dtype: quantizing them costs quality for ~1 GB.
         quantization.llm_int8_skip_modules = list(QUANTIZATION_SKIPPED_MODULES)
-    return AutoModelForImageTextToText.from_pretrained(
+    model = AutoModelForImageTextToText.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         attn_implementation=model_args.attn_implementation,
@@ -65,6 +89,36 @@ def load_model(model_args: ModelConfig, *, dtype: torch.dtype | None = None):
         quantization_config=quantization,
         device_map=_kbit_device_map() if quantization is not None else None,
     )
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, os.fspath(adapter), is_trainable=adapter_trainable)
+        if merge_adapter and quantization is None:
+            model = model.merge_and_unload()
+    if device is not None and quantization is None:
+        model = model.to(device)
+    return model
+
+
+def load_inference_model(
+    name_or_path: str | os.PathLike,
+    adapter: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str = "auto",
+    **kwargs,
+):
+    """A checkpoint (with its adapter applied, if any) in eval mode on `device`, and its processor: what evaluation,
+    the filter and the experiments generate with.
+
+    `dtype`: "auto" means bfloat16 on a CUDA device and float32 elsewhere; else "float32", "bfloat16" or "float16".
+    Other keyword arguments go to `load_model` (`merge_adapter`, ...).
+    """
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    model_args = ModelConfig(model_name_or_path=os.fspath(name_or_path), dtype=dtype)
+    model = load_model(model_args, adapter=adapter, device=device, **kwargs)
+    return model.eval(), load_processor(model_args)
 
 
 def _kbit_device_map() -> dict[str, int | str]:
@@ -75,6 +129,7 @@ def _kbit_device_map() -> dict[str, int | str]:
 
 
 def load_processor(model_args: ModelConfig):
+    """The checkpoint's processor (tokenizer, chat template, video processor)."""
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(

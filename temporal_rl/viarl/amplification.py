@@ -1,7 +1,7 @@
 """ViaRL's iterated amplification: cycles of {selector RL, selection sampling, answer tuning}, resumable.
 
 ViaRL (arXiv 2505.15447) alternates two stages: the frame selector M1 is trained by REINFORCE++ against a frozen
-answer model M2 (`temporal_rl.training.train_selector`), then M2 is tuned on the frames M1 picks
+answer model M2 (`temporal_rl.viarl.selector_trainer.train_selector`), then M2 is tuned on the frames M1 picks
 (`temporal_rl.viarl.answer_stage`). `run_viarl(config)` runs `num_cycles` cycles, each of three stages:
 
 | stage                  | what                                                  | output                           |
@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from temporal_rl.training import train_sft
 from temporal_rl.viarl.answer_stage import (
     ANSWER_TARGETS,
     CandidateSpec,
@@ -62,7 +63,6 @@ from temporal_rl.viarl.answer_stage import (
     answer_completion,
     read_selections,
     sample_selections,
-    train_video_sft,
 )
 from temporal_rl.viarl.candidates import CandidateFrames
 from temporal_rl.viarl.selector import build_selector_messages
@@ -613,8 +613,8 @@ def _trainer_summary(trainer) -> dict:
 
 def run_selector_stage(run: ViaRLRun, stage: Stage) -> dict:
     """Selector RL against the current answer model, continuing the current selector adapter."""
-    from temporal_rl.training import train_selector
     from temporal_rl.viarl.config import ViaRLSelectorConfig
+    from temporal_rl.viarl.selector_trainer import train_selector
 
     selector, answer = run.models(stage)
     data_args, config, model_args = parse_stage_recipe(
@@ -637,17 +637,11 @@ def load_selector(selector: ModelRef, model_args):
 
     `model_args`: the selector recipe's `TemporalModelConfig` (dtype, quantization); its model path is replaced.
     """
-    from transformers import AutoProcessor
+    from temporal_rl.models.loading import load_model, load_processor
 
-    from temporal_rl.models.loading import load_model
-
-    model = load_model(dataclasses.replace(model_args, model_name_or_path=selector.base))
-    if selector.adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, selector.adapter, is_trainable=False)
-    model = model.to(_distributed().device).eval()
-    return model, AutoProcessor.from_pretrained(selector.base)
+    model_args = dataclasses.replace(model_args, model_name_or_path=selector.base)
+    model = load_model(model_args, adapter=selector.adapter, device=_distributed().device)
+    return model.eval(), load_processor(model_args)
 
 
 def run_selections_stage(run: ViaRLRun, stage: Stage) -> dict:
@@ -700,7 +694,7 @@ def run_answer_stage(run: ViaRLRun, stage: Stage) -> dict:
     frames = SelectedFrames(selections, run.spec, config.frame_cache())
     _resume(config, run.stage_dir(stage), run.log)
     adapter = answer.adapter if model_args.use_peft else None
-    trainer = train_video_sft(
+    trainer = train_sft(
         data_args, config, model_args, frames=frames, completion=_answer_target(run, config), adapter=adapter
     )
     return _trainer_summary(trainer)
@@ -721,7 +715,7 @@ def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     else:
         frames = OracleFrames(spec, cache, every_frame=kind == "evidence")
     _resume(config, run.stage_dir(stage), run.log)
-    trainer = train_video_sft(data_args, config, model_args, frames=frames, completion=_answer_target(run, config))
+    trainer = train_sft(data_args, config, model_args, frames=frames, completion=_answer_target(run, config))
     return _trainer_summary(trainer)
 
 
@@ -735,7 +729,7 @@ def run_selector_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     )
     examples = SelectorFormatExamples(run.spec, config.frame_cache(), seed=config.seed)
     _resume(config, run.stage_dir(stage), run.log)
-    trainer = train_video_sft(
+    trainer = train_sft(
         data_args, config, model_args, frames=examples.frames, messages=examples.messages,
         completion=examples.completion,
     )  # fmt: skip

@@ -13,8 +13,8 @@ instruction-tuned on those high-resolution frames, in time order, with the loss 
   (the needle), for a warm start and as the oracle of an experiment.
 - `train_answer(data_args, config, model_args, frames, adapter=None, target="letter")`: the SFT (LoRA) of the answer
   model on those frames, continuing a previous cycle's adapter when given; the target is the gold option's letter
-  or its text (`answer_completion`). `train_video_sft` is the same with any prompt and target (the selector's
-  format warm start uses it).
+  or its text (`answer_completion`), through the one SFT engine (`temporal_rl.training.train_sft`, which the
+  selector's format warm start uses too).
 - `evaluate_answers(answer_model, processor, records, selection, spec, cache)`: greedy answers from frames chosen
   uniformly, by a selector (greedy), by CLIP (`temporal_rl.viarl.frame_baselines`), by the oracle, or given per record;
   accuracy and per-record results.
@@ -645,63 +645,6 @@ def evaluate_answers(
 # Training
 
 
-def train_video_sft(
-    data_args: Any,
-    config: Any,
-    model_args: Any,
-    *,
-    frames: Callable[[Mapping[str, Any]], SampledVideo],
-    messages: Callable[[Mapping[str, Any]], list[dict]] | None = None,
-    completion: Callable[[Mapping[str, Any]], str] | None = None,
-    adapter: str | os.PathLike | None = None,
-    callbacks: list | None = None,
-):
-    """Supervised tuning on video rows with a pluggable frame source, prompt and target; loss on the target only.
-
-    Args:
-        data_args: `temporal_rl.configs.DataArguments` (the training records).
-        config: a `temporal_rl.configs.TemporalSFTConfig` (its prompt options word the default prompt and target).
-        model_args: the model (`TemporalModelConfig`); LoRA when `use_peft`.
-        frames: the frame source, e.g. `SelectedFrames(read_selections(path), spec, cache)`.
-        messages, completion: the prompt and target per row (default: the config's `PromptOptions`).
-        adapter: a LoRA adapter to continue (the previous cycle's); the base is `model_args.model_name_or_path`.
-        callbacks: extra `transformers.TrainerCallback`s.
-
-    Returns:
-        The trainer, after training and saving the model or adapter with the processor in `config.output_dir`
-        (resuming from `config.resume_from_checkpoint` when set).
-    """
-    from trl import SFTTrainer
-
-    from temporal_rl.models.loading import load_processor
-    from temporal_rl.sft import VideoSFTCollator
-    from temporal_rl.training import load_splits, load_trainable_model
-
-    train, evaluation = load_splits(data_args)
-    processor = load_processor(model_args)
-    config.remove_unused_columns = False
-    config.dataset_kwargs = {**(config.dataset_kwargs or {}), "skip_prepare_dataset": True}
-    collator = VideoSFTCollator(
-        processor, prompt=config.prompt_options(), frames=frames, messages=messages, completion=completion
-    )
-    model, peft_config = load_trainable_model(model_args, None if adapter is None else os.fspath(adapter))
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        data_collator=collator,
-        peft_config=peft_config,
-        callbacks=callbacks,
-    )
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_state()
-    trainer.save_model(config.output_dir)
-    processor.save_pretrained(config.output_dir)
-    return trainer
-
-
 def train_answer(
     data_args: Any,
     config: Any,
@@ -714,9 +657,11 @@ def train_answer(
 ):
     """ViaRL stage 2: instruction-tune the answer model on the given frames (e.g. `SelectedFrames`), the loss on the
     answer tokens only (`answer_completion(row, config.prompt_options(), target)`), continuing `adapter` when given.
-    See `train_video_sft`."""
+    See `temporal_rl.training.train_sft`."""
+    from temporal_rl.training import train_sft
+
     prompt = config.prompt_options()
-    return train_video_sft(
+    return train_sft(
         data_args,
         config,
         model_args,

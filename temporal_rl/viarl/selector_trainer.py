@@ -98,22 +98,14 @@ def load_answer_model(
     Returns:
         `(model, processor)`, the model in eval mode with no parameter requiring gradients.
     """
-    from transformers import AutoProcessor
     from trl import ModelConfig
 
-    from temporal_rl.models.loading import load_model
+    from temporal_rl.models.loading import load_model, load_processor
 
     dtype_name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
-    model = load_model(ModelConfig(model_name_or_path=name_or_path, dtype=dtype_name, load_in_4bit=load_in_4bit))
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
-        if not load_in_4bit:
-            model = model.merge_and_unload()
-    if device is not None and not load_in_4bit:
-        model = model.to(device)
-    return freeze(model), AutoProcessor.from_pretrained(name_or_path)
+    model_args = ModelConfig(model_name_or_path=name_or_path, dtype=dtype_name, load_in_4bit=load_in_4bit)
+    model = load_model(model_args, adapter=adapter, merge_adapter=True, device=device)
+    return freeze(model), load_processor(model_args)
 
 
 class AnswerModelReward:
@@ -521,3 +513,27 @@ def _add_reference_adapter(model) -> None:
     for name, param in model.named_parameters():
         if ".default." in name:
             model.get_parameter(name.replace(".default.", ".ref.")).data.copy_(param.data)
+
+
+def train_selector(data_args, config: ViaRLSelectorConfig, model_args, adapter: str | None = None):
+    """ViaRL stage 1: the frame selector by REINFORCE++, rewarded by the frozen answer model of the config.
+
+    `adapter`: a LoRA adapter of the selector to continue (the previous ViaRL cycle's), loaded trainable onto
+    `model_args.model_name_or_path`. Saves the selector's LoRA adapter (or model) and its processor to
+    `config.output_dir`.
+    """
+    from temporal_rl.models.loading import load_processor
+    from temporal_rl.training import load_splits, load_trainable_model, train_and_save
+
+    train, evaluation = load_splits(data_args)
+    processor = load_processor(model_args)
+    model, peft_config = load_trainable_model(model_args, adapter)
+    trainer = ViaRLSelectorTrainer(
+        model=model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+    return train_and_save(trainer, processor)
