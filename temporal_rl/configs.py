@@ -5,7 +5,8 @@
   and evaluation).
 - `TemporalSFTConfig(VideoArguments, SFTConfig)`: supervised tuning on the same data and video pipeline.
 
-The methods' own configs extend these: `temporal_rl.grpo.config.TemporalGRPOConfig`,
+`parse_recipe` / `parse_config` read a recipe YAML with overrides, for the jobs that run several recipes (ViaRL's
+stages, the experiments). The methods' own configs extend these: `temporal_rl.grpo.config.TemporalGRPOConfig`,
 `temporal_rl.viarl.config.ViaRLSelectorConfig`, `temporal_rl.filtering.config.FilterConfig`.
 
 Invalid combinations fail in `__post_init__` with a message that says how to fix them.
@@ -13,7 +14,10 @@ Invalid combinations fail in `__post_init__` with a message that says how to fix
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import SFTConfig
 
@@ -119,3 +123,32 @@ class TemporalSFTConfig(VideoArguments, SFTConfig):
     def __post_init__(self):
         super().__post_init__()
         self.validate_video()
+
+
+def parse_config(path: str | os.PathLike, dataclass_types: Sequence[type], overrides: Mapping[str, Any] | None = None):
+    """The dataclasses of a YAML recipe, parsed as `accelerate launch recipes/*.py --config PATH --key value ...`
+    parses it (`TrlParser`: YAML values, then the overrides; unknown keys fail).
+
+    Args:
+        path: the YAML file.
+        dataclass_types: the dataclasses to fill, e.g. `(FilterConfig,)`.
+        overrides: `--key value` pairs; None values are skipped (the recipe's value stays).
+
+    Returns:
+        One instance per dataclass type, in order.
+    """
+    from trl import TrlParser
+
+    args = ["--config", str(path)]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            args += [f"--{key}", str(value)]
+    return TrlParser(tuple(dataclass_types)).parse_args_and_config(args=args)
+
+
+def parse_recipe(path: str | os.PathLike, config_cls: type, overrides: Mapping[str, Any] | None = None) -> tuple:
+    """A training recipe as `(DataArguments, config_cls instance, TemporalModelConfig)`, with overrides (see
+    `parse_config`): what `recipes/grpo.py` and `recipes/sft.py` read, for the jobs that run several recipes."""
+    from temporal_rl.models.loading import TemporalModelConfig
+
+    return parse_config(path, (DataArguments, config_cls, TemporalModelConfig), overrides)

@@ -25,10 +25,11 @@ import json
 import math
 import os
 import string
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from temporal_rl.resumable import atomic_open
 
 TASKS = ("grounding", "mcq", "grounded_qa", "open_qa")
 FIELDS = ("id", "video", "duration", "task", "question", "options", "answer", "spans", "source", "meta")
@@ -237,16 +238,6 @@ def record_meta(row: dict) -> dict:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write rows as JSONL atomically: a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

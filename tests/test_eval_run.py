@@ -15,14 +15,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from data_tools.synth import generate_dataset
 from temporal_rl.data import read_records, write_jsonl
-from temporal_rl.eval.run import (
-    benchmark_breakdowns,
-    breakdown,
-    drop_torn_tail,
-    group_scores,
-    macro_mean,
-)
+from temporal_rl.eval.run import benchmark_breakdowns, breakdown, group_scores, macro_mean
 from temporal_rl.eval.run import main as run_main
+from temporal_rl.resumable import drop_torn_tail
 
 ROOT = Path(__file__).resolve().parents[1]
 

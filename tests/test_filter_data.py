@@ -39,11 +39,12 @@ from temporal_rl.filtering.run import (
     FILTERED_FILE,
     REPORT_FILE,
     SCORED_FILE,
-    batch_seed,
+    SEED_NAMESPACE,
     read_shards,
     run_filter,
     shard_path,
 )
+from temporal_rl.resumable import SettingsChanged, batch_seed
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -231,14 +232,16 @@ def test_reselect_without_generating_and_refuse_other_settings(reference, tiny_m
     assert len(_lines(out / FILTERED_FILE)) == 1
     assert report["timing"]["samples_generated"] == 0 and report["timing"]["batches_resumed"] == NUM_BATCHES
 
-    with pytest.raises(RecordError, match=r"other settings \(seed: 0 -> 1\)"):
+    with pytest.raises(SettingsChanged, match=r"other settings \(seed: 0 -> 1\)"):
         _run(_config(tiny_model_dir, data_file, out, seed=1))
 
 
 def test_batch_seeds_depend_on_seed_and_batch_only():
-    seeds = {batch_seed(s, b) for s in range(3) for b in range(50)}
+    seeds = {batch_seed(SEED_NAMESPACE, s, b) for s in range(3) for b in range(50)}
     assert len(seeds) == 150 and all(0 <= s < 2**63 for s in seeds)
-    assert batch_seed(7, 3) == batch_seed(7, 3)
+    assert batch_seed(SEED_NAMESPACE, 7, 3) == batch_seed(SEED_NAMESPACE, 7, 3)
+    # the filter's seeds are those it has always drawn with: a run resumed across versions samples the same batches
+    assert batch_seed(SEED_NAMESPACE, 0, 3) == 0x307932262356A102
 
 
 # ---------------------------------------------------------------------------------------------------------------

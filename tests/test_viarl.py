@@ -25,6 +25,7 @@ from data_tools.synth import generate_dataset
 from temporal_rl.data import read_records
 from temporal_rl.generation import GenerationOptions
 from temporal_rl.prompts import build_messages
+from temporal_rl.resumable import write_json_atomic
 from temporal_rl.rewards.selector import check_selector_format, is_valid_selection
 from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
 from temporal_rl.viarl import amplification as viarl
@@ -207,9 +208,9 @@ def test_model_lineage_continues_adapters_across_cycles():
 
 def test_state_file_is_replaced_atomically(tmp_path):
     path = tmp_path / "state.json"
-    viarl.write_json_atomic(path, {"stages": {"a": 1}})
+    write_json_atomic(path, {"stages": {"a": 1}})
     with pytest.raises(TypeError):
-        viarl.write_json_atomic(path, {"stages": {"a": 2}, "bad": {(1, 2): 0}})  # fails halfway through writing
+        write_json_atomic(path, {"stages": {"a": 2}, "bad": {(1, 2): 0}})  # fails halfway through writing
     assert json.loads(path.read_text()) == {"stages": {"a": 1}}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left
 

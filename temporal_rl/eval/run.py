@@ -33,7 +33,6 @@ Generation is `temporal_rl.generation`; the metric maths are `temporal_rl.eval.m
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 from temporal_rl.data import RecordError, read_records, write_jsonl
 from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
 from temporal_rl.prompts import VIDEO_POSITIONS
+from temporal_rl.resumable import append_jsonl, check_settings, drop_torn_tail, write_json_atomic
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
@@ -181,38 +181,19 @@ def format_breakdowns(breakdowns: Mapping[str, Mapping[str, Any]]) -> str:
 # The predictions file
 
 
-def drop_torn_tail(path: Path) -> bool:
-    """Cut a last line that lacks its newline (a write interrupted by a kill). Returns whether it cut anything."""
-    if not path.is_file():
-        return False
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    keep = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-    return True
-
-
-def append_prediction(handle, row: Mapping[str, Any]) -> None:
-    """One JSON line, written whole and flushed, so a kill leaves at most one torn line."""
-    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    handle.flush()
-
-
 def check_resume_settings(out: Path, settings: Mapping[str, Any], has_predictions: bool) -> None:
     """Refuse to add predictions made with other settings to an existing predictions file; record the settings."""
     path = out / RUN_CONFIG_FILE
-    if has_predictions and path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = [key for key in RESUME_KEYS if previous.get(key) != settings.get(key)]
-        if changed:
-            details = ", ".join(f"{key}: {previous.get(key)!r} -> {settings.get(key)!r}" for key in changed)
-            raise RecordError(
-                f"the predictions there were made with other settings ({details}); use another --out or delete it",
-                path=out / PREDICTIONS_FILE,
-            )
-    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    check_settings(
+        path,
+        settings,
+        RESUME_KEYS,
+        has_results=has_predictions,
+        results="predictions",
+        fix="use another --out or delete it",
+        path=out / PREDICTIONS_FILE,
+    )
+    write_json_atomic(path, settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,15 +254,13 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
                 generation=options,
                 on_error=skip,
             ):
-                append_prediction(
-                    handle,
-                    {
-                        "id": generation.record_id,
-                        "completion": generation.completions[0],
-                        "prompt_tokens": generation.prompt_tokens,
-                        "completion_tokens": generation.completion_tokens[0],
-                    },
-                )
+                row = {
+                    "id": generation.record_id,
+                    "completion": generation.completions[0],
+                    "prompt_tokens": generation.prompt_tokens,
+                    "completion_tokens": generation.completion_tokens[0],
+                }
+                append_jsonl(handle, [row], fsync=False)
                 generated += 1
                 completion_tokens += generation.completion_tokens[0]
                 bar.update(1)
@@ -300,6 +279,48 @@ def sampling_of(args: argparse.Namespace):
 
     return FrameSampling(
         fps=args.fps, num_frames=args.num_frames, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+    )
+
+
+def predict_and_score(
+    model,
+    processor,
+    records: Sequence[dict],
+    video_args,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    gold: Sequence[dict] | None = None,
+) -> tuple[dict[str, Any], list[dict]]:
+    """Greedy predictions on `records`, scored against `gold` (default: the records): (report, per-record samples).
+
+    `video_args`: the frame budget, frame cache and prompt options to generate with (a `VideoArguments`, e.g. the
+    training recipe's config, so the model is asked as it was trained).
+    """
+    from temporal_rl.generation import GenerationOptions, iter_generations
+
+    generations = iter_generations(
+        model,
+        processor,
+        records,
+        video_args.frame_sampling(),
+        video_args.frame_cache(),
+        prompt=video_args.prompt_options(),
+        generation=GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size),
+    )
+    return evaluate(list(gold if gold is not None else records), {g.record_id: g.completions[0] for g in generations})
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike, data_file: str | os.PathLike, video_args, *, max_new_tokens: int, batch_size: int
+) -> tuple[dict[str, Any], list[dict]]:
+    """Greedy predictions of a saved model (float32) on a data file, with a recipe's video and prompt settings,
+    scored: (report, per-record samples)."""
+    from temporal_rl.models.loading import load_inference_model
+
+    model, processor = load_inference_model(model_dir, dtype="float32")
+    return predict_and_score(
+        model, processor, read_records(data_file), video_args, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
 
 
@@ -449,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": run_settings(args),
         },
     }
-    (out / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / METRICS_FILE, report)
     write_jsonl(out / SAMPLES_FILE, samples)
     write_figure(out / FIGURE_FILE, samples, breakdowns, report)
     sys.stdout.write(_summary(report) + "\n")

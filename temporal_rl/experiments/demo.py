@@ -21,15 +21,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trl import TrlParser
-
 from data_tools.synth import generate_dataset
-from temporal_rl.configs import DataArguments, TemporalSFTConfig
+from temporal_rl.configs import TemporalSFTConfig, parse_recipe
 from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions, mean_normalised_span
 from temporal_rl.eval.metrics import evaluate
+from temporal_rl.eval.run import predict_and_score
 from temporal_rl.grpo.config import TemporalGRPOConfig
-from temporal_rl.models.loading import TemporalModelConfig, load_inference_model
+from temporal_rl.models.loading import load_inference_model
 from temporal_rl.models.tiny import TinySpec, build_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -49,14 +48,6 @@ class DemoConfig:
     sft_steps: int | None = field(default=None, metadata={"help": "Override the SFT recipe's max_steps."})
     grpo_steps: int | None = field(default=None, metadata={"help": "Override the GRPO recipe's max_steps."})
     eval_batch_size: int = field(default=32, metadata={"help": "Records per generate call in evaluation."})
-
-
-def parse_recipe(path: str, config_cls, overrides: dict) -> tuple:
-    args = ["--config", path]
-    for key, value in overrides.items():
-        if value is not None:
-            args += [f"--{key}", str(value)]
-    return TrlParser((DataArguments, config_cls, TemporalModelConfig)).parse_args_and_config(args=args)
 
 
 def swap_videos(records: list[dict], seed: int = 0) -> list[dict]:
@@ -84,25 +75,9 @@ def score_greedy(
     With `swapped_videos`, each question is asked of another clip's video (`swap_videos`) and scored against its
     own gold span: the blind check of whether the answers depend on the video at all.
     """
-    from temporal_rl.generation import GenerationOptions, iter_generations
-
-    generations = iter_generations(
-        model,
-        processor,
-        swap_videos(records) if swapped_videos else records,
-        video_args.frame_sampling(),
-        video_args.frame_cache(),
-        prompt=video_args.prompt_options(),
-        generation=GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size),
-    )
-    return evaluate(records, {g.record_id: g.completions[0] for g in generations})
-
-
-def evaluate_model(model_dir: str | Path, test_file: Path, video_args, *, max_new_tokens: int, batch_size: int):
-    """Greedy predictions of a saved model on the test file, scored: (report, per-record samples)."""
-    model, processor = load_inference_model(model_dir, dtype="float32")
-    return score_greedy(
-        model, processor, read_records(test_file), video_args, max_new_tokens=max_new_tokens, batch_size=batch_size
+    asked = swap_videos(records) if swapped_videos else records
+    return predict_and_score(
+        model, processor, asked, video_args, max_new_tokens=max_new_tokens, batch_size=batch_size, gold=records
     )
 
 

@@ -8,7 +8,7 @@ On the synthetic grounding task with an SFT-warm-started tiny Qwen2.5-VL (`make 
    (a) `filtered`: the kept samples, (b) `random`: a random subset of the training set of the same size (drawn
    with the seed), (c) `full`: the whole training set; every run takes the same number of optimizer steps;
 3. evaluate each trained model on the held-out split with greedy decoding
-   (`temporal_rl.experiments.demo.evaluate_model`), and the SFT model once as the starting point;
+   (`temporal_rl.eval.run.evaluate_model`), and the SFT model once as the starting point;
 4. write `results.json` (every run's metrics, the per-arm mean and std over seeds, the filter's counts, the share
    of GRPO groups with zero reward spread, configs, timings) and `results.md` (the table).
 
@@ -30,10 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl import TrlParser
-
+from temporal_rl.configs import parse_config, parse_recipe
 from temporal_rl.data import FIELDS, read_records, write_jsonl
-from temporal_rl.experiments.demo import evaluate_model, grounding_row, parse_recipe
+from temporal_rl.eval.run import evaluate_model
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.run import FILTERED_FILE, run_filter
 from temporal_rl.grpo.config import TemporalGRPOConfig
@@ -137,6 +136,10 @@ def markdown_table(summary: Mapping[str, Mapping[str, Any]], sft: Mapping[str, f
     return "\n".join(lines)
 
 
+def _grounding_row(report: Mapping[str, Any]) -> dict[str, float]:
+    return {name: round(report["tasks"]["grounding"][name], 2) for name in METRICS}
+
+
 def _mean_logged(log_history: Sequence[Mapping[str, Any]], key: str) -> float | None:
     values = [entry[key] for entry in log_history if isinstance(entry.get(key), (int, float))]
     return statistics.fmean(values) if values else None
@@ -169,11 +172,7 @@ def _filter_config(config: FilterExperimentConfig, train_file: Path, out: Path) 
         "batch_size": config.filter_batch_size,
         "progress": True,
     }
-    args = ["--config", config.filter_recipe]
-    for key, value in overrides.items():
-        if value is not None:
-            args += [f"--{key}", str(value)]
-    (filter_config,) = TrlParser((FilterConfig,)).parse_args_and_config(args=args)
+    (filter_config,) = parse_config(config.filter_recipe, (FilterConfig,), overrides)
     return filter_config
 
 
@@ -235,7 +234,7 @@ def run_experiment(config: FilterExperimentConfig, log: Callable[[str], None] = 
     if sft_path.is_file():
         sft_row = json.loads(sft_path.read_text())
     else:
-        sft_row = grounding_row(evaluate_model(config.sft_model, test_file, probe, **eval_kwargs)[0])
+        sft_row = _grounding_row(evaluate_model(config.sft_model, test_file, probe, **eval_kwargs)[0])
         sft_path.write_text(json.dumps(sft_row, indent=2) + "\n")
     log(f"[sft] {sft_row}")
 
@@ -277,7 +276,7 @@ def run_experiment(config: FilterExperimentConfig, log: Callable[[str], None] = 
                 "train_size": train_size,
                 "steps": trainer.state.global_step,
                 "metrics": {
-                    **grounding_row(report),
+                    **_grounding_row(report),
                     "frac_reward_zero_std": _mean_logged(history, "frac_reward_zero_std"),
                     "train_reward": _mean_logged(history, "reward"),
                 },

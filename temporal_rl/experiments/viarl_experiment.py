@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporal_rl.viarl.amplification import ModelRef, ViaRLConfig, ViaRLRun, parse_stage_recipe, write_json_atomic
+from temporal_rl.configs import parse_config, parse_recipe
+from temporal_rl.resumable import write_json_atomic
+from temporal_rl.viarl.amplification import ModelRef, ViaRLConfig, ViaRLRun
 from temporal_rl.viarl.answer_stage import CandidateSpec, evaluate_answers, evidence_window, window_candidates
 
 NEEDLE_KINDS = ("star", "digit")
@@ -234,7 +236,6 @@ def plot_results(path: Path, runs: Mapping[int, Mapping[str, Mapping[str, Any]]]
 
 def viarl_config_for(config: ViaRLExperimentConfig, overrides: Mapping[str, Any]) -> ViaRLConfig:
     """The amplification recipe with the experiment's step overrides and `overrides` (None values skipped)."""
-    from trl import TrlParser
 
     steps = {
         "num_cycles": config.num_cycles,
@@ -243,11 +244,7 @@ def viarl_config_for(config: ViaRLExperimentConfig, overrides: Mapping[str, Any]
         "answer_warmstart_steps": config.answer_warmstart_steps,
         "selector_warmstart_steps": config.selector_warmstart_steps,
     }
-    args = ["--config", config.viarl_recipe]
-    for key, value in {**steps, **overrides}.items():
-        if value is not None:
-            args += [f"--{key}", str(value)]
-    (viarl_config,) = TrlParser((ViaRLConfig,)).parse_args_and_config(args=args)
+    (viarl_config,) = parse_config(config.viarl_recipe, (ViaRLConfig,), {**steps, **overrides})
     return viarl_config
 
 
@@ -256,7 +253,7 @@ def experiment_spec(config: ViaRLExperimentConfig) -> CandidateSpec:
     from temporal_rl.viarl.config import ViaRLSelectorConfig
 
     selector_recipe = viarl_config_for(config, {}).selector_recipe
-    return CandidateSpec.from_config(parse_stage_recipe(selector_recipe, ViaRLSelectorConfig, {})[1])
+    return CandidateSpec.from_config(parse_recipe(selector_recipe, ViaRLSelectorConfig)[1])
 
 
 def build_data(config: ViaRLExperimentConfig, spec: CandidateSpec, cache) -> tuple[dict[str, Path], dict[str, dict]]:

@@ -56,9 +56,16 @@ from typing import Any
 import numpy as np
 
 from temporal_rl.data import FIELDS, RecordError, resolve_video_path, validate_record, write_jsonl
-from temporal_rl.eval.run import drop_torn_tail
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.selection import CAP, DISCRETE, KEPT, select_by_reward_variance, stratified_cap
+from temporal_rl.resumable import (
+    append_jsonl,
+    batch_seed,
+    check_settings,
+    complete_lines,
+    drop_torn_tail,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,17 +176,7 @@ def batch_ranges(num_records: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, num_records)) for start in range(0, num_records, batch_size)]
 
 
-def batch_seed(seed: int, batch: int) -> int:
-    """The sampling seed of batch `batch`: a function of (seed, batch) only (not of the process or the history).
-
-    Example:
-        ```python
-        >>> batch_seed(0, 3) == batch_seed(0, 3) != batch_seed(0, 4)
-        True
-        ```
-    """
-    digest = hashlib.sha256(f"temporal_rl.filter/{seed}/{batch}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+SEED_NAMESPACE = "temporal_rl.filter"
 
 
 def shard_batches(num_batches: int, rank: int, world_size: int) -> list[int]:
@@ -267,7 +264,7 @@ def generation_options(config: FilterConfig, batch: int):
         top_k=config.top_k,
         num_return_sequences=config.num_samples,
         batch_size=config.batch_size,
-        seed=batch_seed(config.seed, batch),
+        seed=batch_seed(SEED_NAMESPACE, config.seed, batch),
     )
 
 
@@ -342,9 +339,7 @@ def shard_path(output_dir: str | os.PathLike, rank: int) -> Path:
 
 def append_batch(handle, result: BatchResult) -> None:
     """One line per finished batch, written whole, flushed and fsynced: a kill leaves at most one torn line."""
-    handle.write(json.dumps(result.to_json(), ensure_ascii=True) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
+    append_jsonl(handle, [result.to_json()], ensure_ascii=True)
 
 
 def read_shards(output_dir: str | os.PathLike) -> dict[int, dict]:
@@ -354,12 +349,7 @@ def read_shards(output_dir: str | os.PathLike) -> dict[int, dict]:
     """
     batches: dict[int, dict] = {}
     for path in sorted((Path(output_dir) / SHARD_DIR).glob("rank-*.jsonl")):
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        complete = lines[:-1]  # the part after the last newline is empty or torn
-        for number, line in enumerate(complete, start=1):
-            if not line.strip():
-                continue
+        for number, line in complete_lines(path):
             try:
                 entry = json.loads(line)
                 batch = int(entry["batch"])
@@ -391,21 +381,6 @@ def run_settings(config: FilterConfig, data_sha256: str) -> dict[str, Any]:
         "sampling": config.frame_sampling().to_dict(),
         "prompt": {"think": config.think, "span_format": config.span_format, "video_position": config.video_position},
     }
-
-
-def check_settings(output_dir: Path, settings: Mapping[str, Any], has_results: bool) -> None:
-    """Refuse to extend raw results made with other settings."""
-    path = output_dir / SETTINGS_FILE
-    if not has_results or not path.is_file():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    changed = [key for key in RESUME_KEYS if previous.get(key) != settings.get(key)]
-    if changed:
-        details = ", ".join(f"{key}: {previous.get(key)!r} -> {settings.get(key)!r}" for key in changed)
-        raise RecordError(
-            f"the results there were made with other settings ({details}); use another output_dir or delete it",
-            path=output_dir,
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -647,9 +622,7 @@ def write_outputs(
     write_jsonl(out / SCORED_FILE, rows)
     write_jsonl(out / FILTERED_FILE, [_canonical(row) for row in rows if row["keep"]])
     report = build_report(config, data, rows, bad, decisions, timing)
-    tmp = out / f".{REPORT_FILE}.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / REPORT_FILE)
+    write_json_atomic(out / REPORT_FILE, report)
     write_figure(out / FIGURE_FILE, config, rows)
     return report
 
@@ -692,10 +665,18 @@ def run_filter(config: FilterConfig) -> dict[str, Any] | None:
                 logger.warning("%s: dropped a torn last line (interrupted write)", path)
     state.wait_for_everyone()
     done = set(read_shards(out))
-    check_settings(out, settings, has_results=bool(done))
+    check_settings(
+        out / SETTINGS_FILE,
+        settings,
+        RESUME_KEYS,
+        has_results=bool(done),
+        results="results",
+        fix="use another output_dir or delete it",
+        path=out,
+    )
     state.wait_for_everyone()
     if state.is_main_process:
-        (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(out / SETTINGS_FILE, settings)
 
     todo = [b for b in shard_batches(len(ranges), rank, world) if b not in done]
     load_seconds, generate_start = 0.0, time.perf_counter()

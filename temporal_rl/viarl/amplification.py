@@ -46,13 +46,14 @@ import json
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from temporal_rl.configs import parse_recipe
+from temporal_rl.resumable import changed_settings, write_json_atomic
 from temporal_rl.training import train_sft
 from temporal_rl.viarl.answer_stage import (
     ANSWER_TARGETS,
@@ -279,34 +280,13 @@ def fingerprint(config: ViaRLConfig) -> dict[str, Any]:
 
 def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two fingerprints ("field: old -> new")."""
-    changes = []
-    for section in ("config", "recipe_sha256"):
-        before, after = old.get(section, {}), new.get(section, {})
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                label = key if section == "config" else f"{key} file contents"
-                changes.append(f"{label}: {before.get(key)!r} -> {after.get(key)!r}")
-    return changes
+    return changed_settings(old.get("config", {}), new.get("config", {})) + changed_settings(
+        old.get("recipe_sha256", {}), new.get("recipe_sha256", {}), label=lambda key: f"{key} file contents"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The state file
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader sees the old file or the whole new one (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_state(output_dir: str | os.PathLike) -> dict | None:
@@ -332,20 +312,6 @@ def new_state(config: ViaRLConfig, stages: Sequence[Stage]) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Recipes
-
-
-def parse_stage_recipe(path: str, config_cls: type, overrides: Mapping[str, Any]) -> tuple:
-    """(DataArguments, config, TemporalModelConfig) of a recipe YAML with `--key value` overrides (None: skipped)."""
-    from trl import TrlParser
-
-    from temporal_rl.configs import DataArguments
-    from temporal_rl.models.loading import TemporalModelConfig
-
-    args = ["--config", str(path)]
-    for key, value in overrides.items():
-        if value is not None:
-            args += [f"--{key}", str(value)]
-    return TrlParser((DataArguments, config_cls, TemporalModelConfig)).parse_args_and_config(args=args)
 
 
 def _common_overrides(config: ViaRLConfig, output_dir: Path, steps: int | None) -> dict:
@@ -454,21 +420,21 @@ class ViaRLRun:
             config.num_cycles, config.answer_warmstart_recipe is not None, config.selector_warmstart_recipe is not None
         )
         # Parse every recipe up front: a bad recipe fails before anything runs.
-        self.selector_args = parse_stage_recipe(
+        self.selector_args = parse_recipe(
             config.selector_recipe, ViaRLSelectorConfig, self.overrides("cycle_1/selector", config.selector_steps)
         )
-        self.answer_args = parse_stage_recipe(
+        self.answer_args = parse_recipe(
             config.answer_recipe, TemporalSFTConfig, self.overrides("cycle_1/answer", config.answer_steps)
         )
         self.warm_args = {}
         if config.answer_warmstart_recipe:
-            self.warm_args["answer_warmstart"] = parse_stage_recipe(
+            self.warm_args["answer_warmstart"] = parse_recipe(
                 config.answer_warmstart_recipe,
                 TemporalSFTConfig,
                 self.overrides(WARM_ANSWER, config.answer_warmstart_steps),
             )
         if config.selector_warmstart_recipe:
-            self.warm_args["selector_warmstart"] = parse_stage_recipe(
+            self.warm_args["selector_warmstart"] = parse_recipe(
                 config.selector_warmstart_recipe,
                 TemporalSFTConfig,
                 self.overrides(WARM_SELECTOR, config.selector_warmstart_steps),
@@ -617,7 +583,7 @@ def run_selector_stage(run: ViaRLRun, stage: Stage) -> dict:
     from temporal_rl.viarl.selector_trainer import train_selector
 
     selector, answer = run.models(stage)
-    data_args, config, model_args = parse_stage_recipe(
+    data_args, config, model_args = parse_recipe(
         run.config.selector_recipe,
         ViaRLSelectorConfig,
         {
@@ -685,7 +651,7 @@ def run_answer_stage(run: ViaRLRun, stage: Stage) -> dict:
     from temporal_rl.configs import TemporalSFTConfig
 
     answer = run.models(stage)[1]
-    data_args, config, model_args = parse_stage_recipe(
+    data_args, config, model_args = parse_recipe(
         run.config.answer_recipe,
         TemporalSFTConfig,
         {**run.overrides(stage.name, run.config.answer_steps), "model_name_or_path": answer.base},
@@ -703,7 +669,7 @@ def run_answer_stage(run: ViaRLRun, stage: Stage) -> dict:
 def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     """SFT of the answer model on the frames that show the evidence (or uniform ones)."""
     answer = run.models(stage)[1]
-    data_args, config, model_args = parse_stage_recipe(
+    data_args, config, model_args = parse_recipe(
         run.config.answer_warmstart_recipe,
         _sft_config_cls(),
         {**run.overrides(stage.name, run.config.answer_warmstart_steps), "model_name_or_path": answer.base},
@@ -722,7 +688,7 @@ def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
 def run_selector_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     """SFT of the selector on random valid index lists: the output format only."""
     selector = run.models(stage)[0]
-    data_args, config, model_args = parse_stage_recipe(
+    data_args, config, model_args = parse_recipe(
         run.config.selector_warmstart_recipe,
         _sft_config_cls(),
         {**run.overrides(stage.name, run.config.selector_warmstart_steps), "model_name_or_path": selector.base},

@@ -29,7 +29,6 @@ loops are TRL's, candidate frames `temporal_rl.viarl.candidates`', the selector'
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ import torch
 from temporal_rl.data import record_meta
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
 from temporal_rl.prompts import PromptOptions
+from temporal_rl.resumable import append_jsonl, batch_seed, complete_lines, drop_torn_tail
 from temporal_rl.rewards.scoring import choice_score
 from temporal_rl.rewards.selector import is_valid_selection, parse_indices
 from temporal_rl.viarl.candidates import (
@@ -297,12 +297,7 @@ def read_selections(path: str | os.PathLike) -> dict[str, dict]:
     if not path.exists():
         return {}
     rows = {}
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    complete = lines[:-1]  # the text after the last newline is an unfinished write (or empty)
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
+    for number, line in complete_lines(path):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
@@ -313,21 +308,7 @@ def read_selections(path: str | os.PathLike) -> dict[str, dict]:
     return rows
 
 
-def _truncate_unfinished_line(path: Path) -> None:
-    """Cut a trailing partial line (a write interrupted by a kill) so that appending starts on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        with path.open("r+b") as handle:
-            handle.truncate(end)
-
-
-def batch_seed(seed: int, ids: Sequence[str]) -> int:
-    """A sampling seed for a batch, from the run's seed and the batch's record ids (same batch, same draws)."""
-    digest = hashlib.sha256(json.dumps([int(seed), list(ids)]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63)
+SEED_NAMESPACE = "temporal_rl.viarl.selections"
 
 
 def selector_prompt(
@@ -418,7 +399,7 @@ def sample_selections(
     )
     path = Path(output_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _truncate_unfinished_line(path)
+    drop_torn_tail(path)
     records = list(records)
     wanted = {str(record["id"]) for record in records}
     done = read_selections(path)
@@ -430,13 +411,10 @@ def sample_selections(
         with path.open("a", encoding="utf-8") as handle:
             for start in range(0, len(pending), generation.batch_size):
                 batch = pending[start : start + generation.batch_size]
-                torch.manual_seed(batch_seed(seed, [str(r["id"]) for r in batch]))
+                torch.manual_seed(batch_seed(SEED_NAMESPACE, seed, [str(r["id"]) for r in batch]))
                 rows = generate_selections(selector_model, processor, batch, spec, cache, generation)
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    done[row["id"]] = row
-                handle.flush()
-                os.fsync(handle.fileno())
+                append_jsonl(handle, rows)
+                done.update((row["id"], row) for row in rows)
                 sampled += len(rows)
                 if log is not None:
                     log(f"selections: {len(wanted) - len(pending) + sampled}/{len(wanted)} records")
