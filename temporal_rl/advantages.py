@@ -19,8 +19,19 @@ token L_i:
 | `discounted_returns`          | r, mask (B, T)                          | G (B, T)                             |
 | `whiten`                      | values, mask (B, T)                     | (values - mean) / (std + eps)        |
 | `group_baseline`              | R (B,)                                  | R minus its group's mean             |
-| `reinforce_pp_advantages`     | R, logp_old, logp_ref, mask             | A (B, T), one of `VARIANTS`          |
+| `reinforce_pp_advantages`     | R, logp_old, logp_ref, mask             | A (B, T)                             |
 | `group_normalized_advantages` | R (B,)                                  | GRPO's A (B,), as TRL 1.16           |
+
+The token-level estimators a trainer can be configured with are registered by name, like the rewards
+(`ADVANTAGE_ESTIMATORS`, `register_advantage_estimator`, `get_advantage_estimator`):
+
+| name                   | function                           | what                                                  |
+|------------------------|------------------------------------|-------------------------------------------------------|
+| `reinforce++`          | `reinforce_pp_advantages`          | returns whitened over the global batch                |
+| `reinforce++-baseline` | `reinforce_pp_baseline_advantages` | each prompt's mean reward subtracted first            |
+| `viarl-local`          | `viarl_local_advantages`           | whitened over this process's rows (ViaRL's code)      |
+
+GRPO's own advantage is computed inside TRL's `GRPOTrainer`; `group_normalized_advantages` is its reference (tests).
 
 Global statistics: each process holds its own rows; `whiten` sums (sum, sum of squares, count) over processes with
 one `all_reduce` (or any reducer you pass, e.g. accelerate's), so N processes holding 1/N of the rows each get
@@ -40,7 +51,6 @@ from typing import Union
 
 import torch
 
-VARIANTS = ("reinforce++", "reinforce++-baseline", "viarl-local")
 GROUP_SCALES = ("group", "batch", "none")
 
 # How `whiten` gathers its statistics: True = all processes of the default group (torch.distributed, when
@@ -268,26 +278,78 @@ def _check_groups(rewards: torch.Tensor, group_size: int | None) -> int:
 
 @torch.no_grad()
 def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Each reward minus the mean reward of its group (REINFORCE++-baseline's first step).
+    """Each reward minus the mean reward of its group (REINFORCE++-baseline's first step); NaN rewards (rows no reward
+    function scored) are left out of the means and come back as 0.
 
     Args:
-        rewards: (B,), G consecutive rows per prompt (TRL's order), B a multiple of G.
+        rewards: (B,), G consecutive rows per prompt (TRL's order), B a multiple of G; NaN where a row has no reward.
         group_size: G.
 
     Returns:
-        (B,) centred rewards.
+        (B,) centred rewards, 0 for NaN rows.
 
     Example:
         ```python
         >>> group_baseline(torch.tensor([1.0, 3.0, 0.0, 0.0]), 2)
         tensor([-1.,  1.,  0.,  0.])
+        >>> group_baseline(torch.tensor([1.0, float("nan"), 3.0, 2.0]), 2)  # the NaN row is out of its group's mean
+        tensor([ 0.0000,  0.0000,  0.5000, -0.5000])
         ```
     """
     group_size = _check_groups(rewards, group_size)
     grouped = rewards.view(-1, group_size)
-    return (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+    return torch.nan_to_num((grouped - torch.nanmean(grouped, dim=1, keepdim=True)).view(-1), nan=0.0)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Advantage estimators: a registry, like the rewards'
+
+AdvantageEstimator = Callable[..., torch.Tensor]
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register_advantage_estimator(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    """Decorator: register a token-level advantage estimator under `name` (a config's `advantage_estimator`).
+
+    Registering the same function again is a no-op; binding a taken name to another function raises.
+
+    Every estimator has the signature of `reinforce_pp_advantages`: the scalar rewards of the batch the groups live
+    in (NaN for unscored rows), the (B, T) log-probs and mask of this process's rows, which of the rewards those rows
+    are (`rows`), and keyword settings; it returns (B, T) advantages for `trl.GRPOTrainer._compute_loss`.
+    """
+
+    def decorator(func: AdvantageEstimator) -> AdvantageEstimator:
+        bound = ADVANTAGE_ESTIMATORS.get(name)
+        if bound is not None and bound is not func and bound.__qualname__ != func.__qualname__:
+            raise ValueError(f"advantage estimator {name!r} is already bound to {bound.__qualname__}")
+        ADVANTAGE_ESTIMATORS[name] = func
+        return func
+
+    return decorator
+
+
+def get_advantage_estimator(name: str) -> AdvantageEstimator:
+    """The estimator registered under `name`.
+
+    Raises:
+        ValueError: no estimator has that name; the message lists the known ones.
+    """
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(
+            f"unknown advantage estimator {name!r}; known: {', '.join(ADVANTAGE_ESTIMATORS)} "
+            "(add one with temporal_rl.advantages.register_advantage_estimator)"
+        )
+    return ADVANTAGE_ESTIMATORS[name]
+
+
+def _rows(rewards: torch.Tensor, rows: slice | None) -> torch.Tensor:
+    """This process's rewards, 0 for unscored (NaN) rows: their tokens are masked out, the value only needs to be
+    finite."""
+    return torch.nan_to_num(rewards if rows is None else rewards[rows], nan=0.0)
+
+
+@register_advantage_estimator("reinforce++")
 @torch.no_grad()
 def reinforce_pp_advantages(
     rewards: torch.Tensor,
@@ -297,36 +359,27 @@ def reinforce_pp_advantages(
     *,
     beta: float,
     gamma: float = 1.0,
-    variant: str = "reinforce++",
     group_size: int | None = None,
+    rows: slice | None = None,
     global_stats: GlobalStats = True,
     unbiased: bool = False,
     eps: float = 1e-8,
 ) -> torch.Tensor:
-    """Token-level REINFORCE++ advantages (no critic) for this process's rows.
-
-    Variants:
-
-    - `"reinforce++"`: token rewards with the k1 KL (`kl_penalized_token_rewards`), discounted returns, whitened
-      over all valid tokens of the global batch (OpenRLHF's `reinforce`, verl's REINFORCE++).
-    - `"reinforce++-baseline"`: first subtract each prompt's group mean from R_i (`group_baseline`, needs
-      `group_size`; each process must hold whole groups, G consecutive rows per prompt; if a group spans processes,
-      centre the gathered rewards with `group_baseline` yourself and use `"reinforce++"`), then as above.
-    - `"viarl-local"`: as `"reinforce++"` but whitened over this process's rows only, no baseline (ViaRL's code).
-      Unlike that code, padding's KL does not leak into the returns of earlier tokens.
+    """Token-level REINFORCE++ advantages (no critic) for this process's rows: token rewards with the k1 KL
+    (`kl_penalized_token_rewards`), discounted returns, whitened over all valid tokens of the global batch (OpenRLHF's
+    `reinforce`, verl's REINFORCE++).
 
     Args:
-        rewards: (B,) scalar rewards R_i.
+        rewards: (N,) scalar rewards R_i of the batch (NaN where no reward scored a row); N = B unless `rows` is given.
         logp_old: (B, T) log-probs of the sampled tokens under the sampling policy (ViaRL reuses one update, so these
             are the policy's own).
         logp_ref: (B, T) log-probs under the reference policy (for LoRA: the model with adapters disabled).
         mask: (B, T) bool or 0/1, true on valid completion tokens.
         beta: KL coefficient folded into the reward (ViaRL 1e-3, OpenRLHF 0.01).
         gamma: discount (1 in both).
-        variant: one of `VARIANTS`.
-        group_size: completions per prompt G; required by `"reinforce++-baseline"`.
-        global_stats: how `"reinforce++"` and `"reinforce++-baseline"` reach the other processes (see `whiten`);
-            ignored by `"viarl-local"`.
+        group_size: completions per prompt G (used by `reinforce++-baseline`; ignored here).
+        rows: which of the N rewards are this process's B rows (TRL gathers the rewards of every process); None: all.
+        global_stats: how the whitening reaches the other processes (see `whiten`).
         unbiased: variance convention of the whitening (see `whiten`).
         eps: added to the std.
 
@@ -341,16 +394,32 @@ def reinforce_pp_advantages(
                 [-1.4142,  0.0000]])
         ```
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if variant == "reinforce++-baseline":
-        if group_size is None:
-            raise ValueError("variant 'reinforce++-baseline' needs group_size (completions per prompt)")
-        rewards = group_baseline(rewards, group_size)
-    token_rewards = kl_penalized_token_rewards(rewards, logp_old, logp_ref, mask, beta)
+    token_rewards = kl_penalized_token_rewards(_rows(rewards, rows), logp_old, logp_ref, mask, beta)
     returns = discounted_returns(token_rewards, mask, gamma)
-    stats = False if variant == "viarl-local" else global_stats
-    return whiten(returns, mask, global_stats=stats, unbiased=unbiased, eps=eps)
+    return whiten(returns, mask, global_stats=global_stats, unbiased=unbiased, eps=eps)
+
+
+@register_advantage_estimator("reinforce++-baseline")
+@torch.no_grad()
+def reinforce_pp_baseline_advantages(
+    rewards: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor, **kwargs
+) -> torch.Tensor:
+    """REINFORCE++-baseline: each prompt's mean reward subtracted first (`group_baseline` over all N rewards, so a
+    group may span processes), then as `reinforce_pp_advantages`. Needs `group_size`."""
+    group_size = kwargs.get("group_size")
+    if group_size is None:
+        raise ValueError("the reinforce++-baseline estimator needs group_size (completions per prompt)")
+    return reinforce_pp_advantages(group_baseline(rewards, group_size), logp_old, logp_ref, mask, **kwargs)
+
+
+@register_advantage_estimator("viarl-local")
+@torch.no_grad()
+def viarl_local_advantages(
+    rewards: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor, **kwargs
+) -> torch.Tensor:
+    """As `reinforce_pp_advantages` but whitened over this process's rows only, no baseline (ViaRL's code). Unlike
+    that code, padding's KL does not leak into the returns of earlier tokens."""
+    return reinforce_pp_advantages(rewards, logp_old, logp_ref, mask, **{**kwargs, "global_stats": False})
 
 
 def _nanstd(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:

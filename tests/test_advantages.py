@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from temporal_rl.advantages import (
-    VARIANTS,
+    ADVANTAGE_ESTIMATORS,
     discounted_returns,
+    get_advantage_estimator,
     group_baseline,
     group_normalized_advantages,
     kl_penalized_token_rewards,
@@ -280,14 +281,8 @@ def test_reinforce_pp(beta, gamma):
 
 @pytest.mark.parametrize("group_size", [1, 2, 3, 6])
 def test_reinforce_pp_baseline(group_size):
-    actual = reinforce_pp_advantages(
-        t64(REWARDS),
-        t64(LOGP_OLD),
-        t64(LOGP_REF),
-        torch.tensor(MASK),
-        beta=1e-3,
-        variant="reinforce++-baseline",
-        group_size=group_size,
+    actual = get_advantage_estimator("reinforce++-baseline")(
+        t64(REWARDS), t64(LOGP_OLD), t64(LOGP_REF), torch.tensor(MASK), beta=1e-3, group_size=group_size
     )
     expected = ref_reinforce_pp(REWARDS, LOGP_OLD, LOGP_REF, MASK, 1e-3, 1.0, baseline_group=group_size)
     assert_close(actual, expected)
@@ -295,12 +290,41 @@ def test_reinforce_pp_baseline(group_size):
 
 def test_viarl_local_equals_global_in_one_process():
     args = (t64(REWARDS), t64(LOGP_OLD), t64(LOGP_REF), torch.tensor(MASK))
-    local = reinforce_pp_advantages(*args, beta=1e-3, variant="viarl-local")
+    local = get_advantage_estimator("viarl-local")(*args, beta=1e-3)
     assert torch.equal(local, reinforce_pp_advantages(*args, beta=1e-3))
 
 
 def test_group_baseline_worked_by_hand():
     assert_close(group_baseline(t64([1.0, 3.0, 0.0, 0.5, 0.5, 2.0]), 3), [-1 / 3, 5 / 3, -4 / 3, -0.5, -0.5, 1.0])
+    # A NaN reward (a row no reward function scored) is out of its group's mean and gets 0.
+    assert_close(group_baseline(t64([1.0, float("nan"), 3.0, 0.5, 0.5, 2.0]), 3), [-1.0, 0.0, 1.0, -0.5, -0.5, 1.0])
+
+
+def test_estimators_take_the_gathered_rewards_and_their_rows():
+    """A process holds rows [2, 4) of a gathered batch of 6: the baseline is taken over whole groups of the gathered
+    rewards (a group may span processes), the tokens are this process's."""
+    rows = slice(2, 4)
+    args = (t64(LOGP_OLD)[rows], t64(LOGP_REF)[rows], torch.tensor(MASK)[rows])
+    baseline = get_advantage_estimator("reinforce++-baseline")(t64(REWARDS), *args, beta=1e-3, group_size=3, rows=rows)
+    centred = ref_group_centred(REWARDS, 3)[2:4]
+    assert_close(baseline, ref_reinforce_pp(centred, LOGP_OLD[2:4], LOGP_REF[2:4], MASK[2:4], 1e-3, 1.0))
+    # an unscored (NaN) row of another process does not move this process's baseline
+    with_nan = t64(REWARDS)
+    with_nan[0] = float("nan")
+    mean = (REWARDS[1] + REWARDS[2]) / 2
+    expected = ref_reinforce_pp([REWARDS[2] - mean, REWARDS[3] - sum(REWARDS[3:6]) / 3], LOGP_OLD[2:4], LOGP_REF[2:4],
+                                MASK[2:4], 1e-3, 1.0)  # fmt: skip
+    assert_close(get_advantage_estimator("reinforce++-baseline")(with_nan, *args, beta=1e-3, group_size=3, rows=rows),
+                 expected)  # fmt: skip
+
+
+def test_estimator_registry_refuses_rebinding_and_names_the_known_ones():
+    from temporal_rl.advantages import register_advantage_estimator
+
+    with pytest.raises(ValueError, match="already bound"):
+        register_advantage_estimator("reinforce++")(lambda *args, **kwargs: None)
+    with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'; known: reinforce\\+\\+, "):
+        get_advantage_estimator("ppo")
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
@@ -325,12 +349,10 @@ def test_group_normalized_advantages_worked_by_hand_and_nan_rows():
 
 def test_invalid_arguments():
     args = (t64(REWARDS), t64(LOGP_OLD), t64(LOGP_REF), torch.tensor(MASK))
-    with pytest.raises(ValueError, match="unknown variant"):
-        reinforce_pp_advantages(*args, beta=0.0, variant="ppo")
     with pytest.raises(ValueError, match="needs group_size"):
-        reinforce_pp_advantages(*args, beta=0.0, variant="reinforce++-baseline")
+        get_advantage_estimator("reinforce++-baseline")(*args, beta=0.0)
     with pytest.raises(ValueError, match="groups of 4"):
-        reinforce_pp_advantages(*args, beta=0.0, variant="reinforce++-baseline", group_size=4)
+        get_advantage_estimator("reinforce++-baseline")(*args, beta=0.0, group_size=4)
     with pytest.raises(ValueError, match="mask has shape"):
         whiten(t64(LOGP_OLD), torch.ones(6, 4))
     with pytest.raises(ValueError, match="rewards has shape"):
@@ -343,8 +365,8 @@ def test_invalid_arguments():
         whiten(t64(LOGP_OLD), args[3], global_stats="all")
 
 
-def test_variants_are_listed():
-    assert VARIANTS == ("reinforce++", "reinforce++-baseline", "viarl-local")
+def test_estimators_are_registered():
+    assert list(ADVANTAGE_ESTIMATORS) == ["reinforce++", "reinforce++-baseline", "viarl-local"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -368,10 +390,8 @@ def _dist_inputs():
 
 def _all_variants(rewards, logp_old, logp_ref, mask, **kwargs):
     out = {
-        variant: reinforce_pp_advantages(
-            rewards, logp_old, logp_ref, mask, beta=1e-3, gamma=0.95, variant=variant, group_size=GROUP, **kwargs
-        )
-        for variant in VARIANTS
+        name: estimator(rewards, logp_old, logp_ref, mask, beta=1e-3, gamma=0.95, group_size=GROUP, **kwargs)
+        for name, estimator in ADVANTAGE_ESTIMATORS.items()
     }
     out["unbiased"] = reinforce_pp_advantages(
         rewards, logp_old, logp_ref, mask, beta=1e-3, gamma=0.95, unbiased=True, **kwargs

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from temporal_rl.advantages import ADVANTAGE_ESTIMATORS
 from temporal_rl.grpo.config import TemporalGRPOConfig
 
 # ViaRL's rewards, by name, and the config field holding each one's weight (`reward_weights` is derived from these).
@@ -17,7 +18,6 @@ SELECTOR_REWARD_WEIGHT_FIELDS = {
     "selector_length": "length_bonus",
     "selector_answer": "answer_weight",
 }
-SELECTOR_ADVANTAGE_ESTIMATORS = ("reinforce++", "reinforce++-baseline", "viarl-local")
 # TRL loss types that are a PPO clipped surrogate averaged over tokens (REINFORCE++'s loss).
 SELECTOR_LOSS_TYPES = ("dapo", "bnpo")
 LABEL_COLOUR_NAMES = {
@@ -62,8 +62,9 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
 
     > Parameters that control REINFORCE++
 
-    advantage_estimator: "reinforce++" (global whitening of the returns), "reinforce++-baseline" (each prompt's mean
-        reward subtracted first) or "viarl-local" (whitening over this process's rows, as ViaRL's code).
+    advantage_estimator: a name in `temporal_rl.advantages.ADVANTAGE_ESTIMATORS`: "reinforce++" (global whitening of
+        the returns), "reinforce++-baseline" (each prompt's mean reward subtracted first) or "viarl-local" (whitening
+        over this process's rows, as ViaRL's code).
     kl_coef: the k1 KL (log pi_old - log pi_ref per token) folded into the token rewards (ViaRL: 1e-3). TRL's `beta`
         (a k3 loss term) must stay 0.
     gamma: discount of the returns (1).
@@ -158,10 +159,10 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
             )
         self.label_style()  # fails on a bad colour, position, scale or margin
         self.selector_label()
-        if self.advantage_estimator not in SELECTOR_ADVANTAGE_ESTIMATORS:
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(
                 f"unknown advantage_estimator {self.advantage_estimator!r}; expected one of "
-                f"{', '.join(SELECTOR_ADVANTAGE_ESTIMATORS)}"
+                f"{', '.join(ADVANTAGE_ESTIMATORS)} (temporal_rl.advantages.ADVANTAGE_ESTIMATORS)"
             )
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
             raise ValueError(f"kl_coef must be a finite number >= 0, got {self.kl_coef}")

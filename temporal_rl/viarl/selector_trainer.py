@@ -13,9 +13,10 @@ One step, for each row of the generation batch:
 3. the rewards: `selector_format`, `selector_index`, `selector_length` and `selector_answer` (`AnswerModelReward`:
    the frozen answer model answers from the N chosen high-resolution frames, or the uniform fallback for an invalid
    list, which earns no answer credit), weighted by `reward_weights`;
-4. REINFORCE++ advantages per token (`temporal_rl.advantages.reinforce_pp_advantages`), in place of GRPO's
-   group-normalised ones: the k1 KL `log pi_old - log pi_ref` folded into the token rewards with `kl_coef`, the
-   scalar reward on the last valid token, discounted returns, whitened over all valid tokens of the global batch;
+4. REINFORCE++ advantages per token, by the registered estimator `args.advantage_estimator`
+   (`temporal_rl.advantages.ADVANTAGE_ESTIMATORS`), in place of GRPO's group-normalised ones: the k1 KL
+   `log pi_old - log pi_ref` folded into the token rewards with `kl_coef`, the scalar reward on the last valid token,
+   discounted returns, whitened over all valid tokens of the global batch;
 5. TRL's loss: the PPO clipped surrogate (`epsilon`) with these (B, L) advantages, `loss_type="dapo"` (a token-level
    mean over the batch); `beta` is 0, so TRL adds no k3 KL term.
 
@@ -39,7 +40,7 @@ import torch
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from temporal_rl.advantages import reinforce_pp_advantages
+from temporal_rl.advantages import get_advantage_estimator
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer
 from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts
@@ -268,15 +269,6 @@ def sequence_rewards(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> t
     return torch.where(scored, rewards, torch.zeros_like(rewards)), scored
 
 
-def group_centred(rewards: torch.Tensor, scored: torch.Tensor, group_size: int) -> torch.Tensor:
-    """(B,) rewards minus the mean of the scored rewards of their group (G consecutive rows); 0 for unscored rows."""
-    if rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    values = torch.where(scored, rewards, torch.full_like(rewards, float("nan"))).view(-1, group_size)
-    centred = (values - torch.nanmean(values, dim=1, keepdim=True)).view(-1)
-    return torch.nan_to_num(centred, nan=0.0)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The trainer
 
@@ -428,17 +420,16 @@ class ViaRLSelectorTrainer(TemporalGRPOTrainer):
             self._step_candidates, self._rollout_rewards_per_func = {}, None
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        # The gathered batch's rewards (NaN where no reward scored a row): a group baseline may span processes.
         rewards, scored = sequence_rewards(rewards_per_func, self.reward_weights)
-        if self.args.advantage_estimator == "reinforce++-baseline":
-            rewards = group_centred(rewards, scored, group_size)  # on the gathered batch: groups may span processes
+        rewards = torch.where(scored, rewards, torch.full_like(rewards, float("nan")))
         local = slice(self.accelerator.process_index * len(rows), (self.accelerator.process_index + 1) * len(rows))
-        rewards, scored = rewards[local], scored[local]
         mask = output["completion_mask"].bool()
         if "tool_mask" in output:
             mask = mask & output["tool_mask"].bool()
-        mask = mask & scored.unsqueeze(1)
+        mask = mask & scored[local].unsqueeze(1)
         old, ref = self._rollout_log_probs(output)
-        advantages = self._token_advantages(rewards, old, ref, mask)
+        advantages = self._token_advantages(rewards, old, ref, mask, local, group_size)
         output["advantages"] = advantages
         self._log_rollout(mode, old, ref, mask, advantages)
         return output
@@ -479,18 +470,20 @@ class ViaRLSelectorTrainer(TemporalGRPOTrainer):
         return self.accelerator.reduce(tensor, reduction="sum")
 
     def _token_advantages(
-        self, rewards: torch.Tensor, old: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor
+        self, rewards: torch.Tensor, old: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, rows: slice, group: int
     ) -> torch.Tensor:
-        """(B, L) REINFORCE++ advantages of this process's rows (rewards (B,) already group-centred if asked)."""
-        variant = "viarl-local" if self.args.advantage_estimator == "viarl-local" else "reinforce++"
-        return reinforce_pp_advantages(
+        """(B, L) advantages of this process's rows by the configured estimator (`args.advantage_estimator`), from the
+        gathered batch's rewards of which `rows` are this process's."""
+        estimator = get_advantage_estimator(self.args.advantage_estimator)
+        return estimator(
             rewards,
             old,
             ref,
             mask,
             beta=self.args.kl_coef,
             gamma=self.args.gamma,
-            variant=variant,
+            group_size=group,
+            rows=rows,
             global_stats=self._sum_across_processes,
         )
 
