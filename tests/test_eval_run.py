@@ -15,9 +15,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from data_tools.synth import generate_dataset
 from temporal_rl.data import read_records, write_jsonl
-from temporal_rl.eval.run import benchmark_breakdowns, breakdown, group_scores, macro_mean
+from temporal_rl.eval.run import benchmark_breakdowns, breakdown, group_scores, macro_mean, parse_args
 from temporal_rl.eval.run import main as run_main
 from temporal_rl.resumable import drop_torn_tail
+from temporal_rl.video.sampling import FrameSampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,8 +62,8 @@ def data_file(tmp_path_factory):
 
 def run(model_dir, data_file, out, *extra):
     argv = ["--model", str(model_dir), "--data", str(data_file), "--out", str(out), "--batch-size", "2"]
-    argv += ["--max-new-tokens", "8", "--min-pixels", str(28 * 28), "--max-pixels", str(56 * 56)]
-    argv += ["--cache-dir", str(Path(out).parent / "frames"), "--no-progress", *extra]
+    argv += ["--max-new-tokens", "8", "--video-min-pixels", str(28 * 28), "--video-max-pixels", str(56 * 56)]
+    argv += ["--frame-cache-dir", str(Path(out).parent / "frames"), "--no-progress", *extra]
     return run_main(argv)
 
 
@@ -149,6 +150,34 @@ def test_drop_torn_tail(tmp_path):
     assert not drop_torn_tail(path) and not drop_torn_tail(tmp_path / "absent.jsonl")
     path.write_text('{"id": "a"}', encoding="utf-8")
     assert drop_torn_tail(path) and path.read_text() == ""
+
+
+def test_evaluation_reads_the_training_recipe_video_and_prompt_settings(model_dir, data_file, tmp_path):
+    """`--config` takes the frame budget and the prompt from the training recipe, parsed as training parses it: the
+    predictions are made on the frames and with the prompt the model was trained on."""
+    from temporal_rl.configs import parse_recipe
+    from temporal_rl.generation import prepare_prompt
+    from temporal_rl.grpo.config import TemporalGRPOConfig
+
+    recipe = ROOT / "recipes" / "tiny" / "grpo_grounding.yaml"
+    _, trained, _ = parse_recipe(recipe, TemporalGRPOConfig, {"model_name_or_path": model_dir, "output_dir": tmp_path})
+    out = tmp_path / "out"
+    argv = ["--config", str(recipe), "--model", str(model_dir), "--data", str(data_file), "--out", str(out)]
+    argv += ["--frame_cache_dir", str(tmp_path / "frames")]
+    assert run_main([*argv, "--max_samples", "2", "--max_new_tokens", "4", "--no_progress"]) == 0
+
+    settings = json.loads((out / "run_config.json").read_text())
+    assert settings["sampling"] == trained.frame_sampling().to_dict()
+    assert (settings["think"], settings["span_format"], settings["video_position"]) == (False, "plain", "first")
+    assert settings["sampling"] != FrameSampling().to_dict()  # the recipe's 56 px budget, not Qwen's default
+    # the prompts the model got: those of the training recipe's frames and wording, token for token
+    processor = AutoProcessor.from_pretrained(model_dir)
+    for line, record in zip(prediction_lines(out), read_records(data_file, check_video=False), strict=False):
+        expected = prepare_prompt(record, processor, trained.frame_sampling(), None, trained.prompt_options())
+        assert json.loads(line)["prompt_tokens"] == expected.num_tokens
+    # a setting given on the command line wins over the recipe's
+    args, video = parse_args([*argv, "--video_max_pixels", "1568", "--think"])
+    assert (video.video_max_pixels, video.think, video.video_min_pixels) == (1568, True, trained.video_min_pixels)
 
 
 def test_module_help_runs_without_loading_a_model():

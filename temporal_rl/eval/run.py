@@ -1,8 +1,14 @@
 """Evaluate a model on a canonical data file: generate, score, report (`python -m temporal_rl.eval.run`).
 
-    python -m temporal_rl.eval.run --model DIR [--adapter DIR] --data D.jsonl --out OUT [--max-samples N]
-        [--batch-size B] [--think] [--span-format json|plain] [--fps F] [--min-pixels P] [--max-pixels P]
-        [--cache-dir DIR] [--seed S]
+    python -m temporal_rl.eval.run --config TRAINING_RECIPE.yaml --model DIR [--adapter DIR] --data D.jsonl --out OUT
+        [--max_samples N] [--batch_size B] [--seed S] [--video_fps F] [--video_max_pixels P] [--think] ...
+
+The video and prompt settings (frame budget, frame cache, `think`, `span_format`, `video_position`: the fields of
+`temporal_rl.configs.VideoArguments`) come from the training recipe given with `--config`, read by the same
+`TrlParser` and dataclass as training, so a model is evaluated on the frames and the prompt it was trained on; the
+recipe's other keys (optimizer, rewards, model) are not evaluation settings and are ignored. Any field can be set on
+the command line instead (`--video_max_pixels 3136`, dashes or underscores); without a recipe, the defaults are
+Qwen's (qwen-vl-utils' frame budget).
 
 Writes into OUT:
 
@@ -32,18 +38,19 @@ Generation is `temporal_rl.generation`; the metric maths are `temporal_rl.eval.m
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from temporal_rl.configs import VideoArguments
 from temporal_rl.data import RecordError, read_records, write_jsonl
 from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
-from temporal_rl.prompts import VIDEO_POSITIONS
 from temporal_rl.resumable import append_jsonl, check_settings, drop_torn_tail, write_json_atomic
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -61,6 +68,7 @@ BENCHMARK_CONVENTIONS: dict[str, list[tuple[str, str | None]]] = {
     "nextgqa": [("type", None)],
 }
 DEFAULT_BREAKDOWN = [("question_type", None)]
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # Settings that change the predictions: a resumed run must match them.
 RESUME_KEYS = (
@@ -206,7 +214,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions_path: Path) -> dict[str, Any]:
+def generate_predictions(
+    args: EvalArguments, video: VideoArguments, todo: list[dict], predictions_path: Path
+) -> dict[str, Any]:
     """Generate a completion for each record of `todo`, appending to the predictions file as they come.
 
     Returns:
@@ -217,8 +227,6 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
 
     from temporal_rl.generation import GenerationOptions, iter_generations
     from temporal_rl.models.loading import load_inference_model
-    from temporal_rl.prompts import PromptOptions
-    from temporal_rl.video.cache import FrameCache
 
     skipped: list[dict[str, str]] = []
     generated, completion_tokens, load_seconds = 0, 0, 0.0
@@ -246,11 +254,9 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
                 model,
                 processor,
                 todo,
-                sampling_of(args),
-                FrameCache(args.cache_dir),
-                prompt=PromptOptions(
-                    think=args.think, span_format=args.span_format, video_position=args.video_position
-                ),
+                video.frame_sampling(),
+                video.frame_cache(),
+                prompt=video.prompt_options(),
                 generation=options,
                 on_error=skip,
             ):
@@ -272,14 +278,6 @@ def generate_predictions(args: argparse.Namespace, todo: list[dict], predictions
         "seconds": time.perf_counter() - start,
         "completion_tokens": completion_tokens,
     }
-
-
-def sampling_of(args: argparse.Namespace):
-    from temporal_rl.video.sampling import FrameSampling
-
-    return FrameSampling(
-        fps=args.fps, num_frames=args.num_frames, min_pixels=args.min_pixels, max_pixels=args.max_pixels
-    )
 
 
 def predict_and_score(
@@ -377,48 +375,82 @@ def _accuracy_bars(report: Mapping[str, Any], breakdowns: Mapping[str, Any]) -> 
 # Command line
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m temporal_rl.eval.run",
-        description="Generate predictions for a canonical data file with a model, then score them.",
+@dataclass
+class EvalArguments:
+    """What to evaluate and how to decode; the video and prompt settings are `VideoArguments`' (the recipe's)."""
+
+    model: str = field(metadata={"help": "Model directory or Hub id (with its processor)."})
+    data: str = field(metadata={"help": "Canonical JSONL file."})
+    out: str = field(metadata={"help": "Output folder (predictions, metrics, figure)."})
+    adapter: str | None = field(default=None, metadata={"help": "PEFT (LoRA) adapter directory to apply."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N records only."})
+    batch_size: int = field(default=8, metadata={"help": "Records per generate call."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Completion length cap."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with --do_sample)."})
+    device: str | None = field(default=None, metadata={"help": "cuda or cpu (default: cuda when available)."})
+    dtype: str = field(
+        default="auto", metadata={"help": "auto (bf16 on CUDA, else fp32), float32, bfloat16 or float16."}
     )
-    parser.add_argument("--model", required=True, help="model directory or Hub id (with its processor)")
-    parser.add_argument("--adapter", default=None, help="PEFT (LoRA) adapter directory to apply to the model")
-    parser.add_argument("--data", required=True, help="canonical JSONL file")
-    parser.add_argument("--out", required=True, help="output folder (predictions, metrics, figure)")
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N records only")
-    parser.add_argument("--batch-size", type=int, default=8, help="records per generate call")
-    parser.add_argument("--think", action="store_true", help="ask for a <think> block before the answer")
-    parser.add_argument("--span-format", choices=("json", "plain"), default="json")
-    parser.add_argument("--video-position", choices=VIDEO_POSITIONS, default="first")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
-    parser.add_argument("--num-frames", type=int, default=None, help="a fixed frame count instead of --fps")
-    parser.add_argument("--min-pixels", type=int, default=128 * 28 * 28, help="minimum pixels per frame")
-    parser.add_argument("--max-pixels", type=int, default=768 * 28 * 28, help="maximum pixels per frame")
-    parser.add_argument("--cache-dir", default=None, help="frame cache (default $TEMPORAL_RL_CACHE or ~/.cache)")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.max_samples is not None and args.max_samples < 1:
-        parser.error("--max-samples must be positive")
-    return args
+    seed: int = field(default=0, metadata={"help": "Seed of sampled decoding."})
+    no_progress: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def __post_init__(self):
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError("--max_samples must be positive")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
-def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+def recipe_video_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """The video and prompt settings (`VideoArguments` fields) of a training recipe YAML; its other keys dropped."""
+    import yaml
+
+    recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping")
+    names = {f.name for f in dataclasses.fields(VideoArguments)}
+    return {key: value for key, value in recipe.items() if key in names}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[EvalArguments, VideoArguments]:
+    """`(EvalArguments, VideoArguments)` from the command line; `--config RECIPE` sets the video fields' defaults."""
+    from trl import TrlParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = TrlParser(
+        (EvalArguments, VideoArguments),
+        prog="python -m temporal_rl.eval.run",
+        description="Generate predictions for a canonical data file with a model, then score them. --config "
+        "TRAINING_RECIPE.yaml takes the video and prompt settings (video_*, frame_cache_dir, think, span_format, "
+        "video_position) from the recipe the model was trained with; the options below override it.",
+    )
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            parser.error("--config needs the training recipe's path")
+        recipe = argv[at + 1]
+        del argv[at : at + 2]
+        parser.set_defaults_with_config(**recipe_video_settings(recipe))
+    try:
+        args, video = parser.parse_args_into_dataclasses(args=argv)
+        video.validate_video()
+    except ValueError as err:
+        parser.error(str(err))
+    return args, video
+
+
+def run_settings(args: EvalArguments, video: VideoArguments) -> dict[str, Any]:
     return {
         "model": str(args.model),
         "adapter": None if args.adapter is None else str(args.adapter),
         "data": str(Path(args.data).resolve()),
-        "think": args.think,
-        "span_format": args.span_format,
-        "video_position": args.video_position,
-        "sampling": sampling_of(args).to_dict(),
+        "think": video.think,
+        "span_format": video.span_format,
+        "video_position": video.video_position,
+        "sampling": video.frame_sampling().to_dict(),
+        "frame_cache_dir": video.frame_cache_dir,
         "max_new_tokens": args.max_new_tokens,
         "do_sample": args.do_sample,
         "temperature": args.temperature,
@@ -430,7 +462,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args, video = parse_args(argv)
     args.device = args.device or default_device()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -442,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         if drop_torn_tail(predictions_path):
             sys.stderr.write(f"{predictions_path}: dropped a torn last line (interrupted write)\n")
         done = read_predictions(predictions_path, known_ids) if predictions_path.is_file() else {}
-        check_resume_settings(out, run_settings(args), has_predictions=bool(done))
+        check_resume_settings(out, run_settings(args, video), has_predictions=bool(done))
     except (RecordError, ValueError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
@@ -450,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if done:
         sys.stderr.write(f"resuming: {len(records) - len(todo)} of {len(records)} records already predicted\n")
 
-    run = generate_predictions(args, todo, predictions_path)
+    run = generate_predictions(args, video, todo, predictions_path)
     completions = read_predictions(predictions_path, known_ids)
     report, samples = evaluate(records, {r["id"]: completions[r["id"]] for r in records if r["id"] in completions})
     breakdowns = benchmark_breakdowns(records, samples)
@@ -467,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(run["seconds"], 3),
             "samples_per_second": round(run["generated"] / run["seconds"], 3) if run["generated"] else None,
             "mean_completion_tokens": run["completion_tokens"] / run["generated"] if run["generated"] else None,
-            "settings": run_settings(args),
+            "settings": run_settings(args, video),
         },
     }
     write_json_atomic(out / METRICS_FILE, report)
