@@ -1,4 +1,5 @@
-"""Rewards: completion text -> score, for TRL's GRPOTrainer. No torch, no trainer state.
+"""Rewards: completion text -> score, for TRL's GRPOTrainer. No torch, no trainer state (foundation; imports
+nothing of temporal_rl's outside this package).
 
 - `parsing.py`: pure text parsers (spans, option letters, tags, free-text answers); never raise.
 - `temporal.py`: span maths (temporal IoU, IoP, clipping).
