@@ -8,6 +8,7 @@ from data_tools.synth.encode import encode_mp4
 from temporal_rl.viarl.candidates import candidate_frames
 from temporal_rl.viarl.selector import build_selector_messages
 from temporal_rl.video.inputs import model_inputs, processor_video_kwargs
+from temporal_rl.video.sampling import SampledVideo
 
 CLIP_FPS, CLIP_FRAMES = 10, 40
 
@@ -364,7 +365,18 @@ def test_load_answer_model_merges_the_adapter_and_freezes(tiny_model_dir, tmp_pa
         got = model(input_ids=ids).logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert float((expected - base).abs().max()) > 1e-3
-    assert answer_processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") is not None
+    # The processor is the checkpoint's own: a video prompt becomes the model's video placeholders, one per merged
+    # patch, and the frozen, merged model answers from it.
+    video = SampledVideo(
+        frames=np.zeros((4, 56, 56, 3), np.uint8), timestamps=np.arange(4) / 2.0, indices=np.arange(4) * 5,
+        source_fps=10.0, total_frames=20, duration=2.0, path="clip.mp4",
+    )  # fmt: skip
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which shape?"}]}]
+    inputs = model_inputs(answer_processor, messages, video)
+    merged_patches = int(inputs["video_grid_thw"].prod()) // 4
+    assert int((inputs["input_ids"] == model.config.video_token_id).sum()) == merged_patches == 2 * 2 * 2
+    with torch.no_grad():
+        assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape
     # 4-bit (bitsandbytes runs on the CPU): NF4 linear layers in the language model, frozen.
     quantized, _ = load_answer_model(str(tiny_model_dir), load_in_4bit=True, dtype="float32")
     layers = {type(module).__name__ for name, module in quantized.named_modules() if name.endswith("q_proj")}
