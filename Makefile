@@ -1,5 +1,5 @@
-# temporal_rl: `make demo` runs the main job on the embedded default, `make test` runs the tests.
-# Both install what they need into .venv first.
+# temporal_rl: `make demo` runs the main job on the embedded default, `make test` runs the tests (all of them, as CI
+# does), `make test-fast` the fast tier for daily work (no test marked slow). They install what they need into .venv.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +10,7 @@ RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PAR
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 
-.PHONY: install test lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
+.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml Makefile
 
 test: install
 	$(RUN_ENV) $(PY) -m pytest -q
+
+# The fast tier: every test not marked slow (no training loop, no process launch, no real-clip decoding); about a
+# minute here. ARGS="tests/test_x.py" narrows it.
+test-fast: install
+	$(RUN_ENV) $(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ at module level or inside a function, is checked, so the shape cannot drift back
 """
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -114,12 +115,18 @@ def violations(sources: dict[str, str]) -> list[str]:
     return found
 
 
-def read_sources(*folders: str) -> dict[str, str]:
+@functools.cache
+def _read_sources(folders: tuple[str, ...]) -> dict[str, str]:
     return {
         module_name(path): path.read_text(encoding="utf-8")
         for folder in folders
         for path in sorted((ROOT / folder).rglob("*.py"))
     }
+
+
+def read_sources(*folders: str) -> dict[str, str]:
+    """{module name: source} of every Python file under the folders (a copy: callers may add to it)."""
+    return dict(_read_sources(folders))
 
 
 def test_every_unit_of_the_package_has_a_layer():

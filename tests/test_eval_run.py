@@ -71,6 +71,7 @@ def prediction_lines(out):
     return (Path(out) / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
 
 
+@pytest.mark.slow
 def test_end_to_end_with_a_missing_video(model_dir, data_file, tmp_path, capsys):
     out = tmp_path / "base"
     assert run(model_dir, data_file, out) == 0
@@ -108,6 +109,7 @@ def test_a_lora_adapter_changes_the_predictions(model_dir, adapter_dir, data_fil
     assert metrics["adapter"] == str(adapter_dir) and metrics["counts"]["queries"] == 3
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(model_dir, data_file, tmp_path, capsys):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert run(model_dir, data_file, whole) == 0
@@ -180,6 +182,7 @@ def test_evaluation_reads_the_training_recipe_video_and_prompt_settings(model_di
     assert (video.video_max_pixels, video.think, video.video_min_pixels) == (1568, True, trained.video_min_pixels)
 
 
+@pytest.mark.slow
 def test_module_help_runs_without_loading_a_model():
     result = subprocess.run(
         [sys.executable, "-m", "temporal_rl.eval.run", "--help"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -195,6 +195,7 @@ def test_real_size_recipe_settings(path):
         assert not config.think  # no reasoning traces to imitate: SFT teaches the answer format and spans
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["3B", "7B"])
 def test_lora_leaves_the_vision_tower_alone_on_the_real_architecture(size):
     """The recipe's LoraConfig, applied to the real architecture on the meta device: adapters on the 7 projections
@@ -212,6 +213,7 @@ def test_lora_leaves_the_vision_tower_alone_on_the_real_architecture(size):
     assert trainable == LORA_R64_TRAINABLE[size]
 
 
+@pytest.mark.slow
 def test_lora_vision_tower_exclusion_is_what_keeps_the_vit_frozen():
     """Control: the ViT's MLP layers are also called gate_proj/up_proj/down_proj, so without the exclusion the
     same target names put adapters on it."""

@@ -432,6 +432,7 @@ assert not heavy, heavy
     )
 
 
+@pytest.mark.slow
 def test_data_tools_and_the_light_video_modules_load_without_the_decoder(fresh_python):
     """The converters and the numpy-only video modules do not import PyAV; the synthetic benchmark (which encodes its
     clips with PyAV itself) takes its digit font from `temporal_rl.video.labels`, not through the decoder."""

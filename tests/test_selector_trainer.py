@@ -217,6 +217,7 @@ def _reference_advantages(rewards, group_size, old, ref, mask, kl_coef, gamma, b
     return expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["reinforce++", "reinforce++-baseline"])
 def test_rollout_advantages_and_reference_log_probs(estimator, tiny_model_dir, processor, needle_jsonl, tmp_path):
     from peft import LoraConfig
@@ -316,6 +317,7 @@ def test_rollout_advantages_and_reference_log_probs(estimator, tiny_model_dir, p
         torch.testing.assert_close(trainer.ref[i][mask[i]].double(), reference, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
@@ -344,6 +346,7 @@ def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, 
     assert (tmp_path / "out" / "processor_config.json").exists()  # the processor is saved with the adapter
 
 
+@pytest.mark.slow
 def test_load_answer_model_merges_the_adapter_and_freezes(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -444,6 +447,7 @@ def test_config_defaults_and_derived_fields(tmp_path):
     assert _config(tmp_path, "/m", reward_weights=[1, 1, 0.2, 2]).reward_weights == [1.0, 1.0, 0.2, 2.0]
 
 
+@pytest.mark.slow
 def test_config_parses_from_yaml_in_a_fresh_interpreter(tmp_path, fresh_python):
     """A recipe's parse (YAML plus CLI overrides) in a fresh interpreter: the selector rewards the config checks are
     registered by `temporal_rl.rewards` itself, with no import of the selector trainer."""

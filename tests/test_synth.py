@@ -87,6 +87,7 @@ def cli_outputs(tmp_path_factory) -> dict[str, Path]:
 
 
 # ---- determinism
+@pytest.mark.slow
 def test_same_arguments_give_identical_records_and_video_bytes_whatever_the_workers(tmp_path):
     first = generate_dataset("mcq", "train", 6, "det", tmp_path / "a", workers=1, progress=False)
     second = generate_dataset("mcq", "train", 6, "det", tmp_path / "b", workers=2, progress=False)
@@ -124,6 +125,7 @@ def test_namespace_and_split_give_disjoint_ids_and_content():
 
 
 # ---- test-only combinations
+@pytest.mark.slow
 @pytest.mark.parametrize("task", FAMILIES)
 def test_train_and_val_never_use_test_only_pairs_or_templates(task):
     reserved_questions = [
@@ -138,6 +140,7 @@ def test_train_and_val_never_use_test_only_pairs_or_templates(task):
                 assert not any(regex.match(plan.record["question"]) for regex in reserved_questions)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("difficulty", PRESETS)
 @pytest.mark.parametrize("task", FAMILIES)
 def test_test_split_draws_test_only_combinations_often(task, difficulty):
@@ -190,6 +193,7 @@ def test_spans_are_whole_frames_inside_the_clip(cli_outputs, task):
             assert (end - start) <= 0.4 * record["duration"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["mcq", "needle", "grounded_qa"])
 def test_answer_letters_are_balanced(task):
     letters = Counter(plan.record["answer"] for plan in _plans(task, "train", 400, "letters", "standard"))
@@ -259,6 +263,7 @@ def test_cli_rejects_bad_arguments_with_a_clear_message(argv, message, tmp_path,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_renders_with_a_process_pool(tmp_path):
     command = [sys.executable, "-m", "data_tools.synth", "--task", "needle", "--split", "test", "--n", "3"]
     command += ["--namespace", "entry", "--out", str(tmp_path), "--workers", "2"]

@@ -20,6 +20,9 @@ from temporal_rl.video import decode as video_module
 from temporal_rl.video.decode import decode_video
 from temporal_rl.video.sampling import FrameSampling, sample_frame_indices
 
+# Encodes a dozen clips and decodes each many ways: the full suite's (make test), not the fast tier's.
+pytestmark = pytest.mark.slow
+
 # 112x168 clips resized to 56x84 at any frame count: the resize is exercised, the budget rule is not.
 HEIGHT, WIDTH = 112, 168
 SAMPLING = FrameSampling(min_pixels=28 * 28, max_pixels=56 * 84)
