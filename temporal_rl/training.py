@@ -78,7 +78,6 @@ def train_sft(
         The trainer, after training and saving the model or adapter with the processor in `config.output_dir`
         (resuming from `config.resume_from_checkpoint` when set).
     """
-    train, evaluation = load_splits(data_args)
     processor = load_processor(model_args)
     config.remove_unused_columns = False
     config.dataset_kwargs = {**(config.dataset_kwargs or {}), "skip_prepare_dataset": True}
@@ -91,16 +90,38 @@ def train_sft(
         messages=messages,
         completion=completion,
     )
+    return train_job(
+        SFTTrainer, data_args, config, model_args, adapter=adapter, processor=processor, data_collator=collator,
+        callbacks=callbacks,
+    )  # fmt: skip
+
+
+def train_job(
+    trainer_cls: type,
+    data_args: DataArguments,
+    config,
+    model_args: TemporalModelConfig,
+    *,
+    adapter: str | os.PathLike | None = None,
+    processor=None,
+    **trainer_kwargs,
+):
+    """One training job: the data splits, the processor, the model (its LoRA config, or `adapter` continued), a
+    `trainer_cls` over them (plus `trainer_kwargs`), trained and saved (`train_and_save`). Every job of the project
+    is this with its trainer: `train_sft`, `temporal_rl.grpo.trainer.train_grpo`,
+    `temporal_rl.viarl.selector_trainer.train_selector`.
+    """
+    train, evaluation = load_splits(data_args)
+    processor = processor if processor is not None else load_processor(model_args)
     model, peft_config = load_trainable_model(model_args, adapter)
-    trainer = SFTTrainer(
+    trainer = trainer_cls(
         model=model,
         args=config,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=processor,
-        data_collator=collator,
         peft_config=peft_config,
-        callbacks=callbacks,
+        **trainer_kwargs,
     )
     return train_and_save(trainer, processor)
 

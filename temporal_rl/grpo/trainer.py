@@ -299,17 +299,6 @@ def train_grpo(data_args, config: TemporalGRPOConfig, model_args) -> TemporalGRP
     Returns:
         The trainer, after training and saving the model or adapter with the processor in `config.output_dir`.
     """
-    from temporal_rl.models.loading import load_model, load_processor, lora_config
-    from temporal_rl.training import load_splits, train_and_save
+    from temporal_rl.training import train_job
 
-    train, evaluation = load_splits(data_args)
-    processor = load_processor(model_args)
-    trainer = TemporalGRPOTrainer(
-        model=load_model(model_args),
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=lora_config(model_args),
-    )
-    return train_and_save(trainer, processor)
+    return train_job(TemporalGRPOTrainer, data_args, config, model_args)

@@ -462,6 +462,20 @@ class ViaRLRun:
     def overrides(self, stage: str, steps: int | None) -> dict:
         return _common_overrides(self.config, self.out / stage, steps)
 
+    def stage_recipe(
+        self, stage: Stage, recipe: str, config_cls: type, steps: int | None, model: str, **overrides
+    ) -> tuple:
+        """(DataArguments, config, TemporalModelConfig) of a training stage: its recipe with the run's overrides and
+        `model` as the base, set to resume from the stage's last complete checkpoint when there is one."""
+        args = parse_recipe(
+            recipe, config_cls, {**self.overrides(stage.name, steps), "model_name_or_path": model, **overrides}
+        )
+        checkpoint = last_checkpoint(self.stage_dir(stage))
+        if checkpoint is not None:
+            self.log(f"resuming from {checkpoint}")
+        args[1].resume_from_checkpoint = checkpoint
+        return args
+
     def check_prompts(self) -> None:
         """The answer model is tuned with the prompt the selector trainer asks it with: same prompt options."""
         asked = self.selector_args[1].prompt_options()
@@ -564,13 +578,6 @@ class ViaRLRun:
         return self.lineage[names[names.index(stage_name) + 1]]
 
 
-def _resume(config, stage_dir: Path, log: Callable[[str], None]) -> None:
-    checkpoint = last_checkpoint(stage_dir)
-    if checkpoint is not None:
-        log(f"resuming from {checkpoint}")
-    config.resume_from_checkpoint = checkpoint
-
-
 def _trainer_summary(trainer) -> dict:
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {"global_step": trainer.state.global_step, "first_loss": losses[0] if losses else None,
@@ -583,17 +590,11 @@ def run_selector_stage(run: ViaRLRun, stage: Stage) -> dict:
     from temporal_rl.viarl.selector_trainer import train_selector
 
     selector, answer = run.models(stage)
-    data_args, config, model_args = parse_recipe(
-        run.config.selector_recipe,
-        ViaRLSelectorConfig,
-        {
-            **run.overrides(stage.name, run.config.selector_steps),
-            "model_name_or_path": selector.base,
-            "answer_model_name_or_path": answer.base,
-        },
-    )
+    data_args, config, model_args = run.stage_recipe(
+        stage, run.config.selector_recipe, ViaRLSelectorConfig, run.config.selector_steps, selector.base,
+        answer_model_name_or_path=answer.base,
+    )  # fmt: skip
     config.answer_adapter = answer.adapter
-    _resume(config, run.stage_dir(stage), run.log)
     trainer = train_selector(data_args, config, model_args, adapter=selector.adapter)
     return _trainer_summary(trainer)
 
@@ -651,14 +652,11 @@ def run_answer_stage(run: ViaRLRun, stage: Stage) -> dict:
     from temporal_rl.configs import TemporalSFTConfig
 
     answer = run.models(stage)[1]
-    data_args, config, model_args = parse_recipe(
-        run.config.answer_recipe,
-        TemporalSFTConfig,
-        {**run.overrides(stage.name, run.config.answer_steps), "model_name_or_path": answer.base},
+    data_args, config, model_args = run.stage_recipe(
+        stage, run.config.answer_recipe, TemporalSFTConfig, run.config.answer_steps, answer.base
     )
     selections = read_stage_selections(run.out / f"cycle_{stage.cycle}/selections")
     frames = SelectedFrames(selections, run.spec, config.frame_cache())
-    _resume(config, run.stage_dir(stage), run.log)
     adapter = answer.adapter if model_args.use_peft else None
     trainer = train_sft(
         data_args, config, model_args, frames=frames, completion=_answer_target(run, config), adapter=adapter
@@ -669,10 +667,8 @@ def run_answer_stage(run: ViaRLRun, stage: Stage) -> dict:
 def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     """SFT of the answer model on the frames that show the evidence (or uniform ones)."""
     answer = run.models(stage)[1]
-    data_args, config, model_args = parse_recipe(
-        run.config.answer_warmstart_recipe,
-        _sft_config_cls(),
-        {**run.overrides(stage.name, run.config.answer_warmstart_steps), "model_name_or_path": answer.base},
+    data_args, config, model_args = run.stage_recipe(
+        stage, run.config.answer_warmstart_recipe, _sft_config_cls(), run.config.answer_warmstart_steps, answer.base
     )
     kind, cache = run.config.answer_warmstart_frames, config.frame_cache()
     spec = dataclasses.replace(run.spec, num_select=run.config.answer_warmstart_num_frames or run.spec.num_select)
@@ -680,7 +676,6 @@ def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
         frames = UniformFrames(spec, cache)
     else:
         frames = OracleFrames(spec, cache, every_frame=kind == "evidence")
-    _resume(config, run.stage_dir(stage), run.log)
     trainer = train_sft(data_args, config, model_args, frames=frames, completion=_answer_target(run, config))
     return _trainer_summary(trainer)
 
@@ -688,13 +683,11 @@ def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
 def run_selector_warmstart(run: ViaRLRun, stage: Stage) -> dict:
     """SFT of the selector on random valid index lists: the output format only."""
     selector = run.models(stage)[0]
-    data_args, config, model_args = parse_recipe(
-        run.config.selector_warmstart_recipe,
-        _sft_config_cls(),
-        {**run.overrides(stage.name, run.config.selector_warmstart_steps), "model_name_or_path": selector.base},
-    )
+    data_args, config, model_args = run.stage_recipe(
+        stage, run.config.selector_warmstart_recipe, _sft_config_cls(), run.config.selector_warmstart_steps,
+        selector.base,
+    )  # fmt: skip
     examples = SelectorFormatExamples(run.spec, config.frame_cache(), seed=config.seed)
-    _resume(config, run.stage_dir(stage), run.log)
     trainer = train_sft(
         data_args, config, model_args, frames=examples.frames, messages=examples.messages,
         completion=examples.completion,

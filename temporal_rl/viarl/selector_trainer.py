@@ -515,18 +515,6 @@ def train_selector(data_args, config: ViaRLSelectorConfig, model_args, adapter: 
     `model_args.model_name_or_path`. Saves the selector's LoRA adapter (or model) and its processor to
     `config.output_dir`.
     """
-    from temporal_rl.models.loading import load_processor
-    from temporal_rl.training import load_splits, load_trainable_model, train_and_save
+    from temporal_rl.training import train_job
 
-    train, evaluation = load_splits(data_args)
-    processor = load_processor(model_args)
-    model, peft_config = load_trainable_model(model_args, adapter)
-    trainer = ViaRLSelectorTrainer(
-        model=model,
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=peft_config,
-    )
-    return train_and_save(trainer, processor)
+    return train_job(ViaRLSelectorTrainer, data_args, config, model_args, adapter=adapter)
