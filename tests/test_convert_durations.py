@@ -6,13 +6,18 @@ line is cut.
 """
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from data_tools.convert.__main__ import main as convert_main
 from data_tools.convert.durations import main as durations_main
 from data_tools.convert.durations import read_done
 from data_tools.synth import encode_mp4
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "convert"
 
 
 def write_clip(path, seconds, fps=2):
@@ -84,3 +89,22 @@ def test_read_done_cuts_only_a_torn_last_line(tmp_path):
     assert read_done(out) == {"x.mp4"} and out.read_text() == '{"video": "x.mp4", "duration": 1.5}\n'
     out.write_text('{"video": "x.mp4", "duration": 1.5}\n{"video": "y.mp4", "duration": 2.5}')  # no newline: torn
     assert read_done(out) == {"x.mp4"} and out.read_text() == '{"video": "x.mp4", "duration": 1.5}\n'
+
+
+def test_videomme_converts_without_the_videos_from_the_durations_file(tmp_path, capsys):
+    """The issue's case: Video-MME gives no seconds; the durations file, written where the videos are, suffices."""
+    root = tmp_path / "videomme" / "data"
+    write_clip(root / "AbCdEfGhIjK.mp4", seconds=4)
+    write_clip(root / "LmNoPqRsTuV.mkv", seconds=6)
+    durations = tmp_path / "videomme_durations.jsonl"
+    assert durations_main(["--video-root", str(root), "--out", str(durations), "--no-progress"]) == 0
+    shutil.rmtree(root)
+
+    out = tmp_path / "videomme.jsonl"
+    argv = ["videomme", "--annotations", str(FIXTURES / "videomme" / "rows.json"), "--durations", str(durations)]
+    assert convert_main([*argv, "--video-root", str(root), "--out", str(out), "--skip-bad"]) == 0
+    assert [(r["id"], r["video"], r["duration"]) for r in lines(out)] == [
+        ("801-1", "videomme/data/AbCdEfGhIjK.mp4", 4.0),
+        ("802-3", "videomme/data/LmNoPqRsTuV.mkv", 6.0),  # named as the file is, which the durations file knows
+    ]
+    assert "none of 2 records' video files exist" in capsys.readouterr().out
