@@ -15,8 +15,10 @@
 | `temporal-r1`  | Temporal-R1 JSON (normalised solution)                   | grounding   |
 | `video-r1`     | Video-R1 JSON (video multiple-choice rows)               | mcq         |
 
-`common.py` holds what they share (row errors, the output sink, durations, spans, options); each benchmark module
-holds its format. This package never imports trainers.
+`common.py` holds what they share (row errors, the output sink, durations, spans, options) and `videos.py` how a
+record's video file is found and its duration read; each benchmark module holds its format. `durations.py` is the
+command that writes a `--durations` file from a folder of videos (`python -m data_tools.convert.durations
+--video-root DIR --out FILE`). This package never imports trainers.
 """
 
 from data_tools.convert import (

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module.convert(args, sink)
     except ConvertError as err:
-        hint = "" if args.skip_bad else " (--skip-bad skips malformed rows and counts them)"
+        hint = " (--skip-bad skips malformed rows and counts them)" if err.row else ""
         print(f"error: {err}{hint}", file=sys.stderr)
         return 2
     sink.finish()

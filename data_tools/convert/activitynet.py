@@ -5,8 +5,13 @@ The layout, `{video id: {"duration", "timestamps": [[s, e], ...], "sentences": [
 (`charades_sta.py` reuses `convert_anet_style`). One record per sentence: id `<video id>_<sentence index>`,
 question the sentence with its leading space stripped, one gold span sorted and clipped to the duration.
 
-The video is `<video root>/<video id><ext>` (`--strip-v-prefix`: the YouTube id, `vid[2:]`, for downloads named
-that way).
+The video: downloads name the file `<video id>` or by the YouTube id (`vid[2:]`, no `v_`) and mix `.mp4`,
+`.mkv` and `.webm`, so the first that exists under the video root among `<video id><ext>`, `<YouTube id><ext>`
+and the other extensions is written (`--strip-v-prefix` puts the YouTube id first, `--video-ext` the extension
+named when none exists).
+
+An entry whose sentences cannot be paired with their spans (no duration, lists of different lengths) is skipped
+whole: one row per sentence.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ HELP = "ActivityNet Captions JSON ({vid: {duration, timestamps, sentences}})"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="train.json, val_1.json or val_2.json")
-    parser.add_argument("--video-ext", default=".mp4", help="video file extension (default .mp4)")
-    parser.add_argument("--strip-v-prefix", action="store_true", help="video files are named by YouTube id (no v_)")
+    parser.add_argument(
+        "--video-ext", default=".mp4", help="extension tried first, named when no file exists (default .mp4)"
+    )
+    parser.add_argument(
+        "--strip-v-prefix", action="store_true", help="prefer files named by YouTube id (no v_) when none exists"
+    )
 
 
 def _entry_pairs(entry) -> tuple[float, list, list]:
@@ -39,6 +48,31 @@ def _entry_pairs(entry) -> tuple[float, list, list]:
     return duration, timestamps, sentences
 
 
+def entry_questions(entry, where: str) -> list[str]:
+    """The locations of an entry's questions (one per sentence, else per span) for an entry rejected whole."""
+    items = entry.get("sentences") if isinstance(entry, dict) else None
+    if not isinstance(items, list) or not items:
+        items = entry.get("timestamps") if isinstance(entry, dict) else None
+    return [f"{where}, sentence {i}" for i in range(len(items))] if isinstance(items, list) else []
+
+
+def video_names(video_id: str, ext: str, youtube_first: bool) -> list[str]:
+    """The names a video's file can have, in order of preference.
+
+    Example:
+
+    ```python
+    >>> video_names("v_Qx3Lmn0pRsT", ".mp4", youtube_first=False)
+    ['v_Qx3Lmn0pRsT.mp4', 'Qx3Lmn0pRsT.mp4']
+
+    ```
+    """
+    if not video_id.startswith("v_"):
+        return [f"{video_id}{ext}"]
+    names = [f"{video_id}{ext}", f"{video_id[2:]}{ext}"]
+    return names[::-1] if youtube_first else names
+
+
 def convert_anet_style(
     path: str | Path, sink: Sink, *, source: str, video_ext: str = ".mp4", strip_v_prefix: bool = False
 ) -> None:
@@ -47,10 +81,10 @@ def convert_anet_style(
         try:
             duration, timestamps, sentences = _entry_pairs(entry)
         except BadRow as err:  # the whole entry: its sentences cannot be paired with their spans
-            sink.reject(path, f"key {video_id!r}", err)
+            where = f"key {video_id!r}"
+            sink.reject_entry(path, where, err, entry_questions(entry, where))
             continue
-        name = video_id[2:] if strip_v_prefix and video_id.startswith("v_") else video_id
-        file = sink.video_file(f"{name}{video_ext}")
+        file = sink.video(*video_names(video_id, video_ext, strip_v_prefix))
         for index, (span, sentence) in enumerate(zip(timestamps, sentences, strict=True)):
             with sink.row(path, f"key {video_id!r}, sentence {index}"):
                 if not isinstance(sentence, str) or not sentence.strip():

@@ -63,7 +63,7 @@ def convert_txt(path: Path, durations: dict[str, float], sink: Sink, *, source: 
                 sink.add(
                     {
                         "id": f"{video_id}_{index}",
-                        "video": sink.video_field(sink.video_file(f"{video_id}{video_ext}")),
+                        "video": sink.video_field(sink.video(f"{video_id}{video_ext}")),
                         "duration": durations[video_id],
                         "task": "grounding",
                         "question": sentence.strip(),

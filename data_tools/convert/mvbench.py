@@ -8,7 +8,11 @@ segment of the video the question is about: kept as `meta["bound"]` (seconds), n
 Videos are `<video root>/<task's folder>/<video>`, the folders of the release (`TASK_VIDEO_DIRS`; a file with
 another stem needs `--video-subdir`). Episodic reasoning's videos are folders of TVQA frames, which
 `temporal_rl.video` does not read: its rows are skipped and counted. The durations come from `--durations`
-(`{video: seconds}`, keyed by the `video` field) or from the video files' containers. Ids: `<task>_<item index>`.
+(`{video: seconds}`, keyed by the `video` field, or the durations command's file) or from the video files'
+containers. Ids: `<task>_<item index>`.
+
+The letter is the one MVBench's official evaluation gives (the same exact-text loop as MLVU's, see `mlvu.py`): the
+last candidate equal to the answer; an answer equal to no candidate is left out by design and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from data_tools.convert.common import (
     answer_letter,
     field,
     json_items,
-    load_durations,
     number,
 )
 
@@ -55,11 +58,15 @@ TASK_VIDEO_DIRS = {
     "episodic_reasoning": "tvqa/frames_fps3_hq",
 }
 FRAME_FOLDER_TASKS = ("episodic_reasoning",)
+# The official `qa_template` loop (`if c == answer: answer_idx = idx`, no break) keeps the last match.
+OFFICIAL_TWIN = "last"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, nargs="+", help="task files, e.g. json/*.json")
-    parser.add_argument("--durations", default=None, help="JSON {video: seconds} (else probed from the videos)")
+    parser.add_argument(
+        "--durations", default=None, help="JSON {video: seconds} or the durations command's JSONL (else the videos)"
+    )
     parser.add_argument("--video-subdir", default=None, help="video folder for task files not in the release")
 
 
@@ -69,9 +76,8 @@ def convert_item(item, task: str, index: int, video_dir: str, durations, sink: S
     candidates = field(item, "candidates", list)
     if len(candidates) < 2 or not all(isinstance(c, str) for c in candidates):
         raise BadRow("malformed options", f"candidates must be at least two strings, got {candidates!r}")
-    options = [c.strip() for c in candidates]
     video = field(item, "video")
-    file = sink.video_file(video_dir, video)
+    file = sink.video(f"{video_dir}/{video}")
     meta = {"task": task}
     if item.get("start") is not None and item.get("end") is not None:
         meta["bound"] = [number(item["start"], "start"), number(item["end"], "end")]
@@ -82,8 +88,8 @@ def convert_item(item, task: str, index: int, video_dir: str, durations, sink: S
             "duration": sink.duration_of(video, file, durations),
             "task": "mcq",
             "question": field(item, "question").strip(),
-            "options": options,
-            "answer": answer_letter(field(item, "answer").strip(), options),
+            "options": [c.strip() for c in candidates],
+            "answer": answer_letter(field(item, "answer", empty_ok=True), candidates, twin=OFFICIAL_TWIN),
             "spans": None,
             "source": source,
             "meta": meta,
@@ -92,7 +98,7 @@ def convert_item(item, task: str, index: int, video_dir: str, durations, sink: S
 
 
 def convert(args: argparse.Namespace, sink: Sink) -> None:
-    durations = load_durations(args.durations)
+    durations = sink.load_durations(args.durations)
     for path in args.annotations:
         task = Path(path).stem
         video_dir = args.video_subdir or TASK_VIDEO_DIRS.get(task)

@@ -2,11 +2,16 @@
 
 Three files:
 - `{val,test}.csv`: `video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4`; `answer` is
-  the TEXT of the right option, turned into its letter;
+  the TEXT of the right option, turned into its letter as the official loader does (`choices.index(answer)`:
+  exact text, the FIRST option when two carry it, marked in `meta.duplicate_gold`; an answer equal to no option
+  counts wrong for every model there, and is left out by design here);
 - `gsub_{val,test}.json`: `{video_id: {"duration", "location": {qid: [[s, e], ...]}, "fps"}}`, the gold
   segments (a question may have several; each is sorted and clipped, a degenerate one dropped while another is
   left);
 - `map_vid_vidorID.json`: `{video_id: "0101/2909445186"}`, the video's path under the video root (+ `.mp4`).
+
+The duration is the csv's `frame_count` / gsub's `fps`: gsub's `duration` is whole seconds (up to 0.5 s off). A
+row without a usable frame count or fps falls back to gsub's `duration` (counted in the summary).
 
 Ids are `<video_id>_<qid>` (VideoChat-R1's); `meta` keeps `type` (CW/CH/TN/TC/TP), `qid` and `video_id`.
 """
@@ -30,6 +35,7 @@ NAME = "nextgqa"
 SOURCE = "nextgqa"
 HELP = "NExT-GQA csv + gsub json + map_vid_vidorID json"
 OPTION_COLUMNS = ("a0", "a1", "a2", "a3", "a4")
+OFFICIAL_TWIN = "first"  # the official loader's `choices.index(ans)`
 COLUMNS = ("video_id", "question", "answer", "qid", "type", *OPTION_COLUMNS)
 
 
@@ -39,11 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", required=True, help="map_vid_vidorID.json (video id -> folder/name)")
 
 
-def gold_segments(grounding: dict, video_id: str, qid: str, sink: Sink) -> tuple[float, list[list[float]]]:
-    """The duration and the cleaned gold segments of a question, from its gsub entry."""
+def video_duration(row: dict, grounding: dict, video_id: str, sink: Sink) -> float:
+    """The video's duration: the csv's frame count over gsub's fps, else gsub's whole-second duration."""
+    try:
+        frames, fps = number(row.get("frame_count"), "frame_count"), number(grounding.get("fps"), "fps")
+    except BadRow:
+        frames = fps = 0.0
+    if frames > 0 and fps > 0:
+        return round(frames / fps, 3)
     duration = number(field(grounding, "duration", (int, float)), "duration")
     if duration <= 0:
         raise BadRow("no duration", f"gsub duration of video {video_id} must be positive, got {duration}")
+    sink.noted("duration from gsub's whole seconds (no frame_count / fps)")
+    return duration
+
+
+def gold_segments(grounding: dict, duration: float, video_id: str, qid: str, sink: Sink) -> list[list[float]]:
+    """The cleaned gold segments of a question, from its gsub entry."""
     location = field(grounding, "location", dict)
     if qid not in location:
         raise BadRow("no gold segment", f"gsub has no location for video {video_id} question {qid}")
@@ -64,26 +82,27 @@ def gold_segments(grounding: dict, video_id: str, qid: str, sink: Sink) -> tuple
     if not spans:
         raise BadRow("empty span", f"every gold segment of video {video_id} question {qid} is empty: {segments!r}")
     sink.repaired(*["degenerate gold segment dropped"] * dropped)
-    return duration, spans
+    return spans
 
 
 def convert_row(row: dict, gsub: dict, paths: dict, sink: Sink, source: str) -> None:
     video_id, qid = field(row, "video_id").strip(), field(row, "qid").strip()
-    options = [field(row, column).strip() for column in OPTION_COLUMNS]
-    letter = answer_letter(field(row, "answer").strip(), options)
+    options = [field(row, column, empty_ok=True) for column in OPTION_COLUMNS]
+    letter = answer_letter(field(row, "answer", empty_ok=True), options, twin=OFFICIAL_TWIN)
     if video_id not in gsub:
         raise BadRow("no gold segment", f"video {video_id} is not in the gsub file")
-    duration, spans = gold_segments(gsub[video_id], video_id, qid, sink)
+    duration = video_duration(row, gsub[video_id], video_id, sink)
+    spans = gold_segments(gsub[video_id], duration, video_id, qid, sink)
     if video_id not in paths:
         raise BadRow("no video path", f"video {video_id} is not in the map_vid_vidorID file")
     sink.add(
         {
             "id": f"{video_id}_{qid}",
-            "video": sink.video_field(sink.video_file(f"{paths[video_id]}.mp4")),
+            "video": sink.video_field(sink.video(f"{paths[video_id]}.mp4")),
             "duration": duration,
             "task": "grounded_qa",
             "question": field(row, "question").strip(),
-            "options": options,
+            "options": [option.strip() for option in options],
             "answer": letter,
             "spans": spans,
             "source": source,

@@ -7,7 +7,8 @@ the other problem types (numerical, OCR, free-form, regression) are skipped and 
 think-style gold completions.
 
 Videos: `path` (`./LLaVA-Video-178K/...`) under the video root (the `Video-R1-data` folder). Durations from
-`--durations` (`{path as written: seconds}`) or the video files' containers. Ids: `video_r1_<problem_id>`.
+`--durations` (`{path as written: seconds}`, or the durations command's file) or the video files' containers.
+Ids: `video_r1_<problem_id>`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from data_tools.convert.common import (
     check_letter,
     field,
     json_items,
-    load_durations,
     strip_option_letters,
 )
 from temporal_rl.rewards.parsing import extract_tag
@@ -33,7 +33,9 @@ HELP = "Video-R1 JSON (video multiple-choice rows; 'A. x' options; <answer>B</an
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="Video-R1-260k.json or Video-R1-COT-165k.json")
-    parser.add_argument("--durations", default=None, help="JSON {path: seconds} (else probed from the videos)")
+    parser.add_argument(
+        "--durations", default=None, help="JSON {path: seconds} or the durations command's JSONL (else the videos)"
+    )
 
 
 def convert_item(item, durations: dict[str, float], sink: Sink, source: str) -> None:
@@ -48,7 +50,7 @@ def convert_item(item, durations: dict[str, float], sink: Sink, source: str) -> 
     if letter is None:
         raise BadRow("malformed solution", f"expected '<answer>X</answer>', got {solution!r}")
     path = field(item, "path")
-    file = sink.video_file(path[2:] if path.startswith("./") else path.lstrip("/"))
+    file = sink.video(path[2:] if path.startswith("./") else path.lstrip("/"))
     meta = {"problem_id": item.get("problem_id"), "data_source": item.get("data_source")}
     reasoning = extract_tag(item.get("process"), "think")
     if reasoning:
@@ -70,7 +72,7 @@ def convert_item(item, durations: dict[str, float], sink: Sink, source: str) -> 
 
 
 def convert(args: argparse.Namespace, sink: Sink) -> None:
-    durations = load_durations(args.durations)
+    durations = sink.load_durations(args.durations)
     for where, item in json_items(args.annotations):
         with sink.row(args.annotations, where):
             if isinstance(item, BadRow):

@@ -4,10 +4,11 @@ Rows: `{"video_id", "duration": "short"|"medium"|"long", "domain", "sub_category
 "question_id", "task_type", "question", "options": ["A. ...", ...], "answer": "C"}`. The options lose their
 `"A. "` labels (which must run A, B, C, ... in order); the answer letter is checked against them. `duration` is
 a length BUCKET, kept as `meta["duration_bucket"]` (the evaluator's accuracy by duration); the record's duration
-in seconds comes from `--durations` (`{videoID: seconds}`) or from the video file's container.
+in seconds comes from `--durations` (`{videoID: seconds}`, or the file `python -m data_tools.convert.durations`
+writes from the videos) or from the video file's container.
 
-Ids are the `question_id`s; videos `<video root>/<videoID>.mp4`. A `.json` / `.jsonl` file with the same rows
-is read too.
+Ids are the `question_id`s; videos `<video root>/<videoID>.mp4` (any video extension). A `.json` / `.jsonl` file
+with the same rows is read too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from data_tools.convert.common import (
     Sink,
     check_letter,
     field,
-    load_durations,
     strip_option_letters,
     table_rows,
 )
@@ -32,7 +32,9 @@ DURATION_BUCKETS = ("short", "medium", "long")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="test-00000-of-00001.parquet (or the rows as JSON)")
-    parser.add_argument("--durations", default=None, help="JSON {videoID: seconds} (else probed from the videos)")
+    parser.add_argument(
+        "--durations", default=None, help="JSON {videoID: seconds} or the durations command's JSONL (else the videos)"
+    )
 
 
 def convert_row(row, durations: dict[str, float], sink: Sink, source: str) -> None:
@@ -41,7 +43,7 @@ def convert_row(row, durations: dict[str, float], sink: Sink, source: str) -> No
     if bucket not in DURATION_BUCKETS:
         raise BadRow("unknown duration bucket", f"duration {bucket!r} is none of {', '.join(DURATION_BUCKETS)}")
     options = strip_option_letters(field(row, "options", list))
-    file = sink.video_file(f"{youtube_id}.mp4")
+    file = sink.video(f"{youtube_id}.mp4")
     sink.add(
         {
             "id": str(field(row, "question_id")),
@@ -66,7 +68,7 @@ def convert_row(row, durations: dict[str, float], sink: Sink, source: str) -> No
 
 
 def convert(args: argparse.Namespace, sink: Sink) -> None:
-    durations = load_durations(args.durations)
+    durations = sink.load_durations(args.durations)
     for where, row in table_rows(args.annotations):
         with sink.row(args.annotations, where):
             if isinstance(row, BadRow):
