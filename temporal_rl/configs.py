@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from trl import GRPOConfig, SFTConfig
 
-from temporal_rl.prompts import SPAN_FORMATS, VIDEO_POSITIONS, PromptOptions
+from temporal_rl.prompts import PROMPT_STYLES, SPAN_FORMATS, VIDEO_POSITIONS, PromptOptions
 from temporal_rl.video import FrameCache, FrameSampling
 
 
@@ -58,6 +58,8 @@ class VideoArguments:
     span_format: "json" (Temporal-R1's `{"start_time": ..., "end_time": ...}`) or "plain" ("5.5 - 9.0").
     video_position: "first" (video, then text) or "last" (text, then video: a fixed distance from the video to the
         answer, which small models need to read times off the rotary positions).
+    prompt_style: "instructed" (the question with the answer-format instruction and tags) or "bare" (the question
+        alone, the answer without tags: for tiny models trained from scratch).
     """
 
     video_fps: float = field(default=2.0, metadata={"help": "Frames sampled per second of video."})
@@ -79,8 +81,15 @@ class VideoArguments:
     video_position: str = field(
         default="first", metadata={"help": "Where the video goes in the user message: 'first' or 'last'."}
     )
+    prompt_style: str = field(
+        default="instructed", metadata={"help": "'instructed' (answer tags and a format instruction) or 'bare'."}
+    )
 
     def validate_video(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {', '.join(PROMPT_STYLES)}, got {self.prompt_style!r}")
+        if self.prompt_style == "bare" and self.think:
+            raise ValueError("prompt_style 'bare' has no answer tags, so it cannot ask for <think>: set think: false")
         if self.span_format not in SPAN_FORMATS:
             raise ValueError(f"span_format must be one of {', '.join(SPAN_FORMATS)}, got {self.span_format!r}")
         if self.video_position not in VIDEO_POSITIONS:
@@ -107,11 +116,30 @@ class VideoArguments:
         return FrameCache(self.frame_cache_dir)
 
     def prompt_options(self) -> PromptOptions:
-        return PromptOptions(think=self.think, span_format=self.span_format, video_position=self.video_position)
+        return PromptOptions(
+            think=self.think, span_format=self.span_format, video_position=self.video_position, style=self.prompt_style
+        )
 
 
 @dataclass
-class TemporalGRPOConfig(VideoArguments, GRPOConfig):
+class TrainingBudgetArguments:
+    """A wall-clock limit on training, for comparisons at equal compute (the demo's GRPO vs continued SFT).
+
+    max_train_seconds: stop after the first optimizer step that ends this many seconds after training started
+        (None: no limit; `max_steps` still applies and still sets the learning-rate schedule's length).
+    """
+
+    max_train_seconds: float | None = field(
+        default=None, metadata={"help": "Stop training after this many wall-clock seconds (None: no limit)."}
+    )
+
+    def validate_budget(self) -> None:
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
+            raise ValueError(f"max_train_seconds must be positive or null, got {self.max_train_seconds}")
+
+
+@dataclass
+class TemporalGRPOConfig(TrainingBudgetArguments, VideoArguments, GRPOConfig):
     """`GRPOConfig` for video prompts: the video fields of `VideoArguments` plus the rewards by name.
 
     > Parameters that control the rewards
@@ -144,6 +172,7 @@ class TemporalGRPOConfig(VideoArguments, GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self.validate_video()
+        self.validate_budget()
         from temporal_rl.rewards import get_reward_funcs
 
         if not self.reward_funcs:
@@ -162,12 +191,13 @@ class TemporalGRPOConfig(VideoArguments, GRPOConfig):
 
 
 @dataclass
-class TemporalSFTConfig(VideoArguments, SFTConfig):
+class TemporalSFTConfig(TrainingBudgetArguments, VideoArguments, SFTConfig):
     """`SFTConfig` for the warm start: instruction tuning on the gold answers, same data and video pipeline."""
 
     def __post_init__(self):
         super().__post_init__()
         self.validate_video()
+        self.validate_budget()
 
 
 # ViaRL's rewards, by name, and the config field holding each one's weight (`reward_weights` is derived from these).

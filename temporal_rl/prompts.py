@@ -28,6 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 SPAN_FORMATS = ("json", "plain")
+# "instructed": the question with an instruction naming the answer tags and format (what real checkpoints are
+# prompted with). "bare": the question (and options) alone, the answer without tags, e.g. `5.5 - 9.0`: fewer
+# tokens between the video and the answer, which a tiny model trained from scratch learns to ground much sooner.
+PROMPT_STYLES = ("instructed", "bare")
 # Where the video goes in the user message. "last" keeps the distance from the video to the answer fixed, which
 # a small model needs to read times off the rotary positions when query lengths vary.
 VIDEO_POSITIONS = ("first", "last")
@@ -154,9 +158,24 @@ def _options_of(record: dict) -> list[str]:
     return list(options)
 
 
-def task_text(record: dict, span_format: str = "json") -> str:
-    """The text of the user message for a record (the question and the answer-format instruction)."""
+def _check_style(style: str, think: bool = False) -> None:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
+    if style == "bare" and think:
+        raise ValueError("the bare prompt style has no answer tags, so it cannot ask for <think>: use 'instructed'")
+
+
+def task_text(record: dict, span_format: str = "json", style: str = "instructed") -> str:
+    """The text of the user message for a record: the question and the answer-format instruction, or with
+    `style="bare"` the question (and its options) alone."""
+    _check_style(style)
     task, question = record.get("task"), str(record.get("question", "")).strip()
+    if style == "bare":
+        if task in ("mcq", "grounded_qa"):
+            return f"{question}\n{format_options(_options_of(record))}"
+        if task in ("grounding", "open_qa"):
+            return question
+        raise ValueError(f"record {record.get('id')!r}: unknown task {task!r}")
     example = answer_example(task, span_format) if task in ("grounding", "mcq", "grounded_qa", "open_qa") else ""
     if task == "grounding":
         return GROUNDING_PROMPT.format(query=question, answer_example=example)
@@ -178,6 +197,7 @@ def build_messages(
     span_format: str = "json",
     video: str | None = None,
     video_position: str = "first",
+    style: str = "instructed",
 ) -> list[dict]:
     """Conversational prompt messages for Qwen2.5-VL's chat template.
 
@@ -188,6 +208,7 @@ def build_messages(
         video: the video path to carry in the video block (`{"type": "video", "video": path}`), for a trainer
             that loads the frames itself; by default the block carries no path.
         video_position: `"first"` (video, then the text) or `"last"` (the text, then the video).
+        style: `"instructed"` or `"bare"` (see `PROMPT_STYLES`).
 
     Returns:
         `[system?, user]`; the user content is `[{"type": "video"}, {"type": "text", "text": ...}]`. No value is
@@ -200,13 +221,14 @@ def build_messages(
         ```
     """
     _check_span_format(span_format)
+    _check_style(style, think)
     messages = []
     if think:
         messages.append({"role": "system", "content": [{"type": "text", "text": THINK_SYSTEM_PROMPT}]})
     if video_position not in VIDEO_POSITIONS:
         raise ValueError(f"unknown video_position {video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}")
     video_block = {"type": "video"} if video is None else {"type": "video", "video": video}
-    text_block = {"type": "text", "text": task_text(record, span_format)}
+    text_block = {"type": "text", "text": task_text(record, span_format, style)}
     content = [video_block, text_block] if video_position == "first" else [text_block, video_block]
     messages.append({"role": "user", "content": content})
     return messages
@@ -232,20 +254,37 @@ def _first_span(record: dict) -> Sequence[float]:
     return spans[0]
 
 
-def format_answer(record: dict, *, think: bool = False, span_format: str = "json") -> str:
+def format_answer(
+    record: dict, *, think: bool = False, span_format: str = "json", style: str = "instructed"
+) -> str:
     """The gold completion of a record, in the format its prompt asks for (SFT targets, tests).
 
     The span is the record's first gold span. With `think`, a `<think>` block comes first holding
-    `record["meta"]["reasoning"]` if present, else `DEFAULT_REASONING[task]`.
+    `record["meta"]["reasoning"]` if present, else `DEFAULT_REASONING[task]`. With `style="bare"`, the answer
+    without tags: the span, the letter, `letter, span` (grounded_qa) or the text; the parsers read these too.
 
     Example:
         ```python
         >>> format_answer({"task": "grounded_qa", "answer": "C", "spans": [[1.5, 4.0]]}, span_format="plain")
         '<answer>C</answer><time>1.5 - 4.0</time>'
+        >>> format_answer({"task": "grounded_qa", "answer": "C", "spans": [[1.5, 4.0]]}, span_format="plain",
+        ...               style="bare")
+        'C, 1.5 - 4.0'
         ```
     """
     _check_span_format(span_format)
+    _check_style(style, think)
     task = record.get("task")
+    if style == "bare":
+        if task == "grounding":
+            return format_span(_first_span(record), span_format)
+        if task == "mcq":
+            return str(record["answer"])
+        if task == "grounded_qa":
+            return f"{record['answer']}, {format_span(_first_span(record), span_format)}"
+        if task == "open_qa":
+            return str(record["answer"]).strip()
+        raise ValueError(f"record {record.get('id')!r}: unknown task {task!r}")
     if task == "grounding":
         body = f"<answer>{format_span(_first_span(record), span_format)}</answer>"
     elif task == "mcq":
@@ -263,20 +302,23 @@ def format_answer(record: dict, *, think: bool = False, span_format: str = "json
 
 @dataclass(frozen=True)
 class PromptOptions:
-    """How a record becomes a prompt and a gold completion; the one place these three settings travel together.
+    """How a record becomes a prompt and a gold completion; the one place these settings travel together.
 
     Args:
         think: ask for a `<think>` block before the answer.
         span_format: `"json"` or `"plain"`, the span format the prompt asks for.
         video_position: `"first"` or `"last"`: where the video goes in the user message.
+        style: `"instructed"` or `"bare"` (see `PROMPT_STYLES`).
     """
 
     think: bool = False
     span_format: str = "json"
     video_position: str = "first"
+    style: str = "instructed"
 
     def __post_init__(self):
         _check_span_format(self.span_format)
+        _check_style(self.style, self.think)
         if self.video_position not in VIDEO_POSITIONS:
             raise ValueError(
                 f"unknown video_position {self.video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}"
@@ -285,9 +327,14 @@ class PromptOptions:
     def messages(self, record: dict, *, video: str | None = None) -> list[dict]:
         """`build_messages` with these options (`video`: the path to carry in the video block, if any)."""
         return build_messages(
-            record, think=self.think, span_format=self.span_format, video=video, video_position=self.video_position
+            record,
+            think=self.think,
+            span_format=self.span_format,
+            video=video,
+            video_position=self.video_position,
+            style=self.style,
         )
 
     def answer(self, record: dict) -> str:
         """`format_answer` with these options: the gold completion."""
-        return format_answer(record, think=self.think, span_format=self.span_format)
+        return format_answer(record, think=self.think, span_format=self.span_format, style=self.style)

@@ -6,7 +6,10 @@ Each loads the canonical data, the model and processor, builds the trainer, trai
 
 from __future__ import annotations
 
+import time
+
 import datasets
+from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from temporal_rl.configs import DataArguments, TemporalGRPOConfig, TemporalSFTConfig, ViaRLSelectorConfig
@@ -42,7 +45,12 @@ def load_trainable_model(model_args: TemporalModelConfig, adapter: str | None = 
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), None
 
 
-def train_sft(data_args: DataArguments, config: TemporalSFTConfig, model_args: TemporalModelConfig) -> SFTTrainer:
+def train_sft(
+    data_args: DataArguments,
+    config: TemporalSFTConfig,
+    model_args: TemporalModelConfig,
+    callbacks: list[TrainerCallback] | None = None,
+) -> SFTTrainer:
     """Instruction-tune on the gold answers of the canonical data (the loss on the answer tokens only)."""
     train, evaluation = load_splits(data_args)
     processor = load_processor(model_args)
@@ -57,12 +65,16 @@ def train_sft(data_args: DataArguments, config: TemporalSFTConfig, model_args: T
         processing_class=processor,
         data_collator=collator,
         peft_config=lora_config(model_args),
+        callbacks=callbacks,
     )
     return _train_and_save(trainer, processor)
 
 
 def train_grpo(
-    data_args: DataArguments, config: TemporalGRPOConfig, model_args: TemporalModelConfig
+    data_args: DataArguments,
+    config: TemporalGRPOConfig,
+    model_args: TemporalModelConfig,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TemporalGRPOTrainer:
     """GRPO with the configured rewards on the canonical data, every forward with its video."""
     train, evaluation = load_splits(data_args)
@@ -74,6 +86,7 @@ def train_grpo(
         eval_dataset=evaluation,
         processing_class=processor,
         peft_config=lora_config(model_args),
+        callbacks=callbacks,
     )
     return _train_and_save(trainer, processor)
 
@@ -104,8 +117,38 @@ def train_selector(
     return _train_and_save(trainer, processor)
 
 
+class WallClockBudget(TrainerCallback):
+    """Stops training after the first optimizer step that ends `seconds` after training began, and adds the
+    training seconds so far to every log entry (`train_seconds`), for curves against compute.
+
+    The clock starts at `on_train_begin` (after model loading and data preparation), so two runs given the same
+    budget get the same training time whatever their set-up costs.
+    """
+
+    def __init__(self, seconds: float, clock=time.perf_counter):
+        self.seconds, self.clock, self.started = seconds, clock, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is not None and self.clock() - self.started >= self.seconds:
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.started is not None and state.log_history:
+            state.log_history[-1]["train_seconds"] = round(self.clock() - self.started, 2)
+
+
 def _train_and_save(trainer, processor):
-    """Train (resuming when the config says so), then save the state, the model or adapter and the processor."""
+    """Train (resuming when the config says so), then save the state, the model or adapter and the processor.
+
+    A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`).
+    """
+    budget = getattr(trainer.args, "max_train_seconds", None)
+    if budget is not None:
+        trainer.add_callback(WallClockBudget(budget))
     trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_state()
     trainer.save_model(trainer.args.output_dir)

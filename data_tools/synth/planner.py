@@ -17,7 +17,7 @@ import numpy as np
 from data_tools.synth.heldout import allowed_pairs, allowed_template_ids
 from data_tools.synth.presets import Difficulty
 from data_tools.synth.scene import ObjectTrack, Scene, bouncing_path, new_track, random_walk_path
-from data_tools.synth.vocab import BACKGROUND_RANGE, COLOUR_NAMES, DIRECTIONS, NEAR_COLOURS, QUESTION_TEMPLATES
+from data_tools.synth.vocab import COLOUR_NAMES, DIRECTIONS, NEAR_COLOURS, QUESTION_TEMPLATES
 
 T = TypeVar("T")
 Pair = tuple[str, str]
@@ -36,7 +36,7 @@ class ScenePlanner:
     def __init__(self, rng: np.random.Generator, preset: Difficulty, split: str, num_frames: int):
         self.rng, self.preset, self.split = rng, preset, split
         self.size, self.fps, self.num_frames = preset.size, preset.fps, num_frames
-        low, high = BACKGROUND_RANGE
+        low, high = preset.background_range
         self.background_rgb = tuple(int(v) for v in rng.integers(low, high + 1, size=3))
         self.background = np.tile(np.array(self.background_rgb, dtype=np.uint8), (num_frames, 1))
         self.pairs: list[Pair] = allowed_pairs(split)
@@ -213,7 +213,15 @@ class ScenePlanner:
 
     def scene(self) -> Scene:
         ordered = [track for _, track in sorted(self._layers, key=lambda item: item[0])]
-        return Scene(size=self.size, fps=self.fps, background=self.background, objects=ordered)
+        noise_seed = int(self.rng.integers(2**63)) if self.preset.background_noise else 0
+        return Scene(
+            size=self.size,
+            fps=self.fps,
+            background=self.background,
+            objects=ordered,
+            noise=self.preset.background_noise,
+            noise_seed=noise_seed,
+        )
 
 
 # ---- events: edit a track's per-frame arrays over half-open windows

@@ -33,6 +33,12 @@ class Difficulty:
             (shape, colour) pair) or `hard_negatives` (same shape in a near colour and same colour in another shape).
         confuser_events: a hard negative also shows the queried event type, in another window.
         two_segment_rate: share of grounded_qa samples whose event happens twice (two evidence spans).
+        whole_seconds: clip lengths are whole seconds (an even frame count at 2 fps, so a model sampling at 2 fps
+            keeps every frame and its frame step is exactly 0.5 s); otherwise any whole number of frames.
+        background_range: per-channel range of the clip's flat background colour (inclusive).
+        background_noise: amplitude of per-pixel, per-frame uniform noise added to the background (0: flat).
+        blinking_distractor_rate: share of distractors that are visible only during a window of their own, so that
+            "something appears" does not locate the queried object.
     """
 
     name: str
@@ -52,6 +58,10 @@ class Difficulty:
     distractor_policy: str
     confuser_events: bool
     two_segment_rate: float
+    whole_seconds: bool = False
+    background_range: tuple[int, int] = (15, 70)
+    background_noise: int = 0
+    blinking_distractor_rate: float = 0.0
 
 
 _ALL_GROUNDING_EVENTS = ("appear", "grow", "color_change")

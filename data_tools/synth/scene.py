@@ -54,6 +54,8 @@ class Scene:
     fps: int
     background: np.ndarray  # (num_frames, 3) uint8
     objects: list[ObjectTrack]
+    noise: int = 0  # amplitude of uniform per-pixel background noise, drawn from `noise_seed`
+    noise_seed: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -181,6 +183,10 @@ def render_frames(scene: Scene) -> np.ndarray:
     """Draw the scene: a (num_frames, size, size, 3) uint8 RGB array."""
     frames = np.empty((scene.num_frames, scene.size, scene.size, 3), dtype=np.uint8)
     frames[:] = scene.background[:, None, None, :]
+    if scene.noise:
+        rng = np.random.default_rng(scene.noise_seed)
+        noise = rng.integers(-scene.noise, scene.noise + 1, size=frames.shape, dtype=np.int16)
+        frames[:] = np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     for track in scene.objects:
         for t in np.flatnonzero(track.visible):
             rgb = PALETTE[track.colour_ids[t]]

@@ -130,10 +130,14 @@ def _pair_dict(pair: Pair) -> dict:
 
 
 def _add_distractors(planner: ScenePlanner, pairs: list[Pair], margin_scale: float = 1.0) -> list[ObjectTrack]:
+    """Distractor objects, always visible or (a `blinking_distractor_rate` share) visible in a window of their own."""
     tracks = []
     for pair in pairs:
         radius = planner.radius()
-        tracks.append(planner.add(planner.drifting_object(pair, radius, radius * margin_scale), _DISTRACTOR))
+        track = planner.add(planner.drifting_object(pair, radius, radius * margin_scale), _DISTRACTOR)
+        if planner.preset.blinking_distractor_rate and planner.chance(planner.preset.blinking_distractor_rate):
+            show_only_during(track, [planner.window()])
+        tracks.append(track)
     return tracks
 
 
@@ -413,6 +417,8 @@ def _to_builtin(value: Any) -> Any:
 def _clip_frames(rng: np.random.Generator, preset: Difficulty, task: str) -> int:
     """The clip length in frames: uniform over the preset's seconds range, in whole frames."""
     low, high = preset.needle_seconds if task == "needle" else preset.clip_seconds
+    if preset.whole_seconds:
+        return int(rng.integers(low, high + 1)) * preset.fps
     return int(rng.integers(low * preset.fps, high * preset.fps + 1))
 
 

@@ -38,7 +38,6 @@ NEAR_COLOURS: dict[str, tuple[str, ...]] = {
 # Image coordinates: y grows downwards, so "up" is -y.
 DIRECTIONS: dict[str, tuple[int, int]] = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 
-BACKGROUND_RANGE = (15, 70)  # per channel, inclusive: a flat dark colour per clip
 FLASH_COLOUR = (210, 210, 210)  # the whole background during a screen flash
 
 # The needle digits use the same 5x7 bitmap font as the frame-index labels ('#' = ink).

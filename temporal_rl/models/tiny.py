@@ -88,6 +88,7 @@ class TinySpec:
     max_pixels: int = 224 * 224
     image_mean: tuple[float, float, float] = (0.167, 0.167, 0.167)
     image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    tie_word_embeddings: bool = True
 
     def __post_init__(self):
         head_dim = self.hidden_size // self.num_attention_heads
@@ -223,7 +224,7 @@ def build_config(spec: TinySpec, tokenizer):
         bos_token_id=token_id("<|endoftext|>"),
         eos_token_id=token_id("<|im_end|>"),
         pad_token_id=token_id("<|endoftext|>"),
-        tie_word_embeddings=True,
+        tie_word_embeddings=spec.tie_word_embeddings,
     )
     vision_config = dict(
         depth=spec.vision_depth,
@@ -245,7 +246,7 @@ def build_config(spec: TinySpec, tokenizer):
         video_token_id=token_id("<|video_pad|>"),
         vision_start_token_id=token_id("<|vision_start|>"),
         vision_end_token_id=token_id("<|vision_end|>"),
-        tie_word_embeddings=True,
+        tie_word_embeddings=spec.tie_word_embeddings,
     )
 
 
