@@ -14,6 +14,7 @@ Invalid combinations fail in `__post_init__` with a message that says how to fix
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,12 +118,30 @@ class VideoArguments:
 
 
 @dataclass
-class TemporalSFTConfig(VideoArguments, SFTConfig):
+class TrainingBudgetArguments:
+    """A wall-clock limit on training, for comparisons at equal compute (the demo's GRPO vs continued SFT).
+
+    max_train_seconds: stop after the first optimizer step that ends this many seconds after training started
+        (None: no limit; `max_steps` still applies and still sets the learning-rate schedule's length).
+    """
+
+    max_train_seconds: float | None = field(
+        default=None, metadata={"help": "Stop training after this many wall-clock seconds (None: no limit)."}
+    )
+
+    def validate_budget(self) -> None:
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
+            raise ValueError(f"max_train_seconds must be positive or null, got {self.max_train_seconds}")
+
+
+@dataclass
+class TemporalSFTConfig(TrainingBudgetArguments, VideoArguments, SFTConfig):
     """`SFTConfig` for the warm start: instruction tuning on the gold answers, same data and video pipeline."""
 
     def __post_init__(self):
         super().__post_init__()
         self.validate_video()
+        self.validate_budget()
 
 
 def parse_config(path: str | os.PathLike, dataclass_types: Sequence[type], overrides: Mapping[str, Any] | None = None):
@@ -139,11 +158,24 @@ def parse_config(path: str | os.PathLike, dataclass_types: Sequence[type], overr
     """
     from trl import TrlParser
 
+    return TrlParser(tuple(dataclass_types)).parse_args_and_config(args=recipe_arguments(path, overrides))
+
+
+def recipe_arguments(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> list[str]:
+    """`["--config", path, "--key", "value", ...]`: a recipe with overrides as the recipes' command line takes it
+    (None values skipped; dicts as JSON, e.g. `lr_scheduler_kwargs`).
+
+    Example:
+        ```python
+        >>> recipe_arguments("r.yaml", {"seed": 1, "max_steps": None, "lr_scheduler_kwargs": {"min_lr_rate": 0.1}})
+        ['--config', 'r.yaml', '--seed', '1', '--lr_scheduler_kwargs', '{"min_lr_rate": 0.1}']
+        ```
+    """
     args = ["--config", str(path)]
     for key, value in (overrides or {}).items():
         if value is not None:
-            args += [f"--{key}", str(value)]
-    return TrlParser(tuple(dataclass_types)).parse_args_and_config(args=args)
+            args += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
+    return args
 
 
 def parse_recipe(path: str | os.PathLike, config_cls: type, overrides: Mapping[str, Any] | None = None) -> tuple:

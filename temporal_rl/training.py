@@ -13,11 +13,13 @@ Each job loads the canonical data, the model and processor, builds the trainer, 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import datasets
+from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
@@ -126,8 +128,38 @@ def train_job(
     return train_and_save(trainer, processor)
 
 
+class WallClockBudget(TrainerCallback):
+    """Stops training after the first optimizer step that ends `seconds` after training began, and adds the
+    training seconds so far to every log entry (`train_seconds`), for curves against compute.
+
+    The clock starts at `on_train_begin` (after model loading and data preparation), so two runs given the same
+    budget get the same training time whatever their set-up costs.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter):
+        self.seconds, self.clock, self.started = seconds, clock, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is not None and self.clock() - self.started >= self.seconds:
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.started is not None and state.log_history:
+            state.log_history[-1]["train_seconds"] = round(self.clock() - self.started, 2)
+
+
 def train_and_save(trainer, processor):
-    """Train (resuming when the config says so), then save the state, the model or adapter and the processor."""
+    """Train (resuming when the config says so), then save the state, the model or adapter and the processor.
+
+    A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`).
+    """
+    budget = getattr(trainer.args, "max_train_seconds", None)
+    if budget is not None:
+        trainer.add_callback(WallClockBudget(budget))
     trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     trainer.save_state()
     trainer.save_model(trainer.args.output_dir)

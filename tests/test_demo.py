@@ -1,10 +1,11 @@
-"""A few-step smoke of the main job (`make demo`): every stage runs and the report holds what it promises."""
+"""A few-step smoke of the main job (`make demo`): every stage runs, and every number of the report is what the
+public commands give on the demo's saved data and models (not the report's own arithmetic)."""
 
 import json
 
 import pytest
 
-from temporal_rl.experiments.demo import DemoConfig, run_demo
+from temporal_rl.experiments.demo import BLIND, CONTROL, GRPO, SWAPPED, WARM_START, DemoConfig, run_demo
 
 GROUNDING = ("mIoU", "R@0.3", "R@0.5", "R@0.7")
 
@@ -15,69 +16,65 @@ def _rounded(metrics: dict) -> dict:
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_in_miniature(tmp_path):
-    """Every number of the report, recomputed from the demo's saved data and models through the public commands (the
-    blind baselines and the scorer, the evaluation run with the training recipe), not from the report's own arithmetic.
-    """
     from temporal_rl.data import read_records, write_jsonl
     from temporal_rl.eval import __main__ as score_cli
     from temporal_rl.eval import baselines as baselines_cli
     from temporal_rl.eval import run as eval_run
-    from temporal_rl.experiments.demo import swap_videos
+    from temporal_rl.eval.video_dependence import swap_videos
 
     out = tmp_path / "demo"
-    report = run_demo(
-        DemoConfig(output_dir=str(out), num_train=8, num_test=6, sft_steps=2, grpo_steps=2, eval_batch_size=4)
+    config = DemoConfig(
+        output_dir=str(out),
+        num_train=8,
+        num_test=6,
+        sft_steps=4,
+        rl_seconds=3.0,
+        curve_every=3,
+        curve_samples=3,
+        kl_samples=3,
+        eval_batch_size=4,
     )
+    report = run_demo(config)
     saved = json.loads((out / "report.json").read_text())
-    assert saved["table"] == report["table"] and set(saved["table"]) == {
-        "blind: whole video",
-        "blind: mean train span",
-        "SFT warm start",
-        "SFT + GRPO",
-    }
+    assert saved["table"] == report["table"] and list(saved["table"]) == [BLIND, WARM_START, CONTROL, GRPO]
     train, test = out / "data" / "train" / "data.jsonl", out / "data" / "test" / "data.jsonl"
     assert saved["test_queries"] == len(read_records(test)) == 6
 
-    # The blind baselines: predictions written and scored by the public commands.
-    for row, kind in (("blind: whole video", "whole_video"), ("blind: mean train span", "mean_span")):
-        predictions, metrics = tmp_path / f"{kind}.jsonl", tmp_path / f"{kind}.json"
-        argv = ["--kind", kind, "--data", str(test), "--train", str(train), "--out", str(predictions)]
-        assert baselines_cli.main([*argv, "--span-format", "plain"]) == 0
-        assert score_cli.main(["--data", str(test), "--predictions", str(predictions), "--out", str(metrics)]) == 0
-        assert saved["table"][row] == _rounded(json.loads(metrics.read_text())), row
+    # The blind row: the whole video as the answer, written and scored by the public commands; no swapped column.
+    predictions, metrics = tmp_path / "whole_video.jsonl", tmp_path / "whole_video.json"
+    argv = ["--kind", "whole_video", "--data", str(test), "--train", str(train), "--out", str(predictions)]
+    assert baselines_cli.main([*argv, "--span-format", "plain"]) == 0
+    assert score_cli.main(["--data", str(test), "--predictions", str(predictions), "--out", str(metrics)]) == 0
+    assert saved["table"][BLIND] == _rounded(json.loads(metrics.read_text()))
 
-    # The models: the saved SFT and GRPO models evaluated with the GRPO recipe's video and prompt settings, on the
-    # test clips and on the same questions asked of swapped clips.
+    # The models: each saved model evaluated with the GRPO recipe's video and prompt settings, on the test clips and
+    # on the same questions asked of swapped clips.
     swapped = tmp_path / "swapped.jsonl"
     write_jsonl(swapped, swap_videos(read_records(test)))
-    recipe = "recipes/tiny/grpo_grounding.yaml"
-    for row, model in (("SFT warm start", out / "sft"), ("SFT + GRPO", out / "grpo")):
+    for row, model in ((WARM_START, out / "sft"), (CONTROL, out / "sft-continued"), (GRPO, out / "grpo")):
+        assert set(saved["table"][row]) == {*GROUNDING, SWAPPED}
         for data, name in ((test, "own"), (swapped, "swapped")):
             result = tmp_path / f"{model.name}-{name}"
-            argv = ["--config", recipe, "--model", str(model), "--data", str(data), "--out", str(result)]
-            argv += ["--frame_cache_dir", str(out / "frames"), "--batch_size", "4", "--no_progress"]
-            argv += ["--max_new_tokens", str(saved["grpo_config"]["max_completion_length"])]
+            argv = ["--config", "recipes/tiny/grpo_grounding.yaml", "--model", str(model), "--data", str(data)]
+            argv += ["--out", str(result), "--frame_cache_dir", str(out / "frames"), "--batch_size", "4"]
+            argv += ["--no_progress", "--max_new_tokens", "24"]
             assert eval_run.main(argv) == 0
-            metrics = _rounded(json.loads((result / "metrics.json").read_text()))
+            scored = _rounded(json.loads((result / "metrics.json").read_text()))
             if name == "own":
-                assert {k: saved["table"][row][k] for k in GROUNDING} == metrics, row
+                assert {k: saved["table"][row][k] for k in GROUNDING} == scored, row
             else:
-                assert saved["table"][row]["mIoU, swapped video"] == metrics["mIoU"], row
+                assert saved["table"][row][SWAPPED] == scored["mIoU"], row
+        assert saved["video_dependence"][row]["zeroed_pixel_kl"] >= 0
 
-    # GRPO's log is the trainer's own (trainer_state.json), and it trained the steps asked for from the SFT model.
-    state = json.loads((out / "grpo" / "trainer_state.json").read_text())
-    assert saved["grpo_log_history"] == state["log_history"] and state["global_step"] == 2
-    assert any("reward" in entry for entry in saved["grpo_log_history"])
-    assert saved["grpo_config"]["max_steps"] == 2 and saved["sft_config"]["max_steps"] == 2
+    # Equal compute: both runs trained from the warm start until the same wall-clock budget ran out, and their logs
+    # are the trainers' own.
+    for row, directory in ((GRPO, "grpo"), (CONTROL, "sft-continued")):
+        state = json.loads((out / directory / "trainer_state.json").read_text())
+        assert saved["rl_logs"][row] == state["log_history"]
+        budget = saved["equal_compute"][row]
+        assert budget["optimizer_steps"] == state["global_step"] >= 1
+        assert budget["train_seconds"] >= config.rl_seconds
+    assert any("reward" in entry for entry in saved["rl_logs"][GRPO])
+    assert [point["step"] for point in saved["warm_start_curve"]] == [3, 4]
+    assert saved["sft_config"]["max_steps"] == 4
     assert (out / "report.png").stat().st_size > 10_000
-
-
-def test_swap_videos_is_a_derangement():
-    from temporal_rl.experiments.demo import swap_videos
-
-    records = [{"id": str(i), "video": f"v{i}.mp4", "spans": [[i, i + 1]]} for i in range(7)]
-    swapped = swap_videos(records, seed=3)
-    assert [r["id"] for r in swapped] == [r["id"] for r in records]
-    assert [r["spans"] for r in swapped] == [r["spans"] for r in records]
-    assert sorted(r["video"] for r in swapped) == sorted(r["video"] for r in records)
-    assert all(s["video"] != r["video"] for s, r in zip(swapped, records, strict=True))

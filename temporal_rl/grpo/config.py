@@ -10,11 +10,11 @@ from typing import ClassVar
 
 from trl import GRPOConfig
 
-from temporal_rl.configs import VideoArguments
+from temporal_rl.configs import TrainingBudgetArguments, VideoArguments
 
 
 @dataclass
-class TemporalGRPOConfig(VideoArguments, GRPOConfig):
+class TemporalGRPOConfig(TrainingBudgetArguments, VideoArguments, GRPOConfig):
     """`GRPOConfig` for video prompts: the video fields of `VideoArguments` plus the rewards by name.
 
     > Parameters that control the rewards
@@ -47,6 +47,7 @@ class TemporalGRPOConfig(VideoArguments, GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self.validate_video()
+        self.validate_budget()
         from temporal_rl.rewards import get_reward_funcs
 
         if not self.reward_funcs:
