@@ -41,6 +41,7 @@ import torch
 from transformers import GenerationConfig
 
 from temporal_rl.data import RecordError
+from temporal_rl.models.lora_generation import lean_lora_generation
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
@@ -327,7 +328,8 @@ def generate_batch(
     device = _model_device(model)
     batch = {key: value.to(device) for key, value in batch.items()}
     config = generation_config(options, model, processor)
-    output = model.generate(**batch, generation_config=config)
+    with lean_lora_generation(model):  # an unmerged LoRA adapter in 2 operations per layer (decoding is op-bound)
+        output = model.generate(**batch, generation_config=config)
     sequences = output if torch.is_tensor(output) else output.sequences
     generated = sequences[:, batch["input_ids"].shape[1] :].cpu()  # (B * K, L), rows grouped by prompt
     lengths = completion_lengths(generated, config.eos_token_id)

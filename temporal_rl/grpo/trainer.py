@@ -38,6 +38,7 @@ from temporal_rl.grpo.vision_sharing import (
     supplied_video_features,
     vision_is_frozen,
 )
+from temporal_rl.models.lora_generation import lean_lora_generation
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.video.cache import load_video
@@ -62,7 +63,8 @@ class TemporalGRPOTrainer(GRPOTrainer):
 
     - `_tokenize_prompts`: frames from the frame cache with their real fps (one processor call per distinct
       prompt and video), records each row's video inputs, and caches the vision outputs of a frozen tower;
-    - `_generate_single_turn`: supplies the shared vision outputs to generation;
+    - `_generate_single_turn`: supplies the shared vision outputs to generation, and runs it with the LoRA layers
+      in two operations each (`temporal_rl.models.lora_generation`: decoding is bound by operations per token);
     - `_generate_and_score_completions`: adds the rows' video inputs to the rollout batch, so they are shuffled
       and split with the rows they belong to;
     - `_compute_loss`: makes the batch's video inputs those of the policy forward;
@@ -106,6 +108,7 @@ class TemporalGRPOTrainer(GRPOTrainer):
         self.frame_cache = args.frame_cache()
         self._video_rows: VideoRows | None = None
         self.share_vision_encoder = args.share_vision_encoder
+        self.lean_lora_generation = True  # `temporal_rl.models.lora_generation`; False: PEFT's forward (benchmarks)
         self._vision_cache = VisionFeatureCache()
         self._rollout_keys: dict[str, list[int]] = {"train": [], "eval": []}  # cache keys of each mode's rollout
         self._patch_counter = PatchCounter()
@@ -198,7 +201,11 @@ class TemporalGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         scope = self._shared_vision(self.model, self._video_rows) if self.share_vision_encoder else nullcontext()
-        with scope:
+        adapters = nullcontext()
+        if self.lean_lora_generation:  # LoRA layers in 2 operations each while decoding, at the loss's precision
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+            adapters = lean_lora_generation(self.model, compute_dtype=dtype)
+        with scope, adapters:
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
             )

@@ -152,6 +152,8 @@ def supplied_video_features(
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None or kwargs.get("pixel_values_videos") is not None or kwargs.get("mm_encoder_outputs"):
             return None
+        if input_ids.size(1) == 1 and kwargs.get("past_key_values") is not None:
+            return None  # a decoding step (one new token per row, after a cached prompt): no work, no device sync
         placeholders = (input_ids == video_token_id).sum(dim=1).tolist()
         if not any(placeholders):  # a decoding step, or a text-only forward
             return None
