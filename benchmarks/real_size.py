@@ -87,6 +87,7 @@ PHASES = (
     "other",
 )
 WORKLOADS = ("grpo", "viarl")
+GRPO_CLIP_SECONDS = 10  # grounding clips this long (2 fps), sampled down to the scale's frame count
 WORK = ("vision patches", "policy prompt tokens", "policy tokens generated", "answer prompts")  # counted per step
 
 
@@ -347,7 +348,8 @@ def run_grpo(trainer_name: str, scale: Scale, work_dir: Path, device: torch.devi
     tiny_dir = tiny_processor_dir(work_dir)
     processor = AutoProcessor.from_pretrained(tiny_dir)
     rows = scale.steps * scale.grpo_prompts
-    data = clips("grounding", rows, scale.grpo_side, scale.grpo_frames // 2, out / "data", distinct=rows)
+    seconds = max(GRPO_CLIP_SECONDS, scale.grpo_frames // 2)  # the synthetic grounding events need >= 10 s
+    data = clips("grounding", rows, scale.grpo_side, seconds, out / "data", distinct=rows)
     pixels = scale.grpo_side * scale.grpo_side
     config = TemporalGRPOConfig(
         **_common_config(scale, out, device),
@@ -360,7 +362,7 @@ def run_grpo(trainer_name: str, scale: Scale, work_dir: Path, device: torch.devi
         span_format="json",
         reward_funcs=["iou", "format"],
         reward_weights=[0.5, 0.5],
-        video_fps=2.0,
+        video_fps=scale.grpo_frames / seconds,  # exactly `grpo_frames` frames per clip
         video_min_pixels=pixels,
         video_max_pixels=pixels,
         video_total_pixels=pixels * scale.grpo_frames,
@@ -608,7 +610,7 @@ def describe(scale: Scale, device: torch.device) -> str:
         f"completions, beta 0.01, think prompt. ViaRL: T={scale.candidates} at {scale.selector_side} px, "
         f"N={scale.select} at {scale.answer_side} px from {scale.source_side} px clips, G={scale.generations}, "
         f"{scale.viarl_prompts} prompt per step, {scale.selector_completion}-token selector completions, "
-        f"{scale.answer_tokens}-token answers, 8 distinct indices per completion; {scale.steps} steps per run, new "
+        f"{scale.answer_tokens}-token answers, {scale.select} distinct indices per completion; {scale.steps} steps per run, new "
         f"clips every step (cold frame cache); device {device}."
     )
 

@@ -42,3 +42,82 @@ def fresh_python():
         return done.stdout
 
     return run
+
+
+class Compute:
+    """Where and in what precision a numerical-equivalence test runs, with the tolerances that precision allows.
+
+    The same comparisons (shared against unshared vision outputs, batched against per-row forwards, lean against
+    PEFT's LoRA) run on the CPU in float32 always, and on CUDA in float32 and in bfloat16 when a CUDA device is
+    present. Tolerances (`logp_atol`: batched vs batched paths; `row_atol`: a padded batch vs an unpadded per-row
+    forward; `grad_rtol` / `grad_atol`: gradients, the latter relative to the largest gradient):
+
+    - cpu float32: the paths run the same kernels on nearly the same shapes: 1e-6 on log-probs (about 10 float32
+      ulps at |log p| ~ 10), 1e-5 against a per-row forward (a different padding and sequence length);
+    - cuda float32: cuBLAS and cuDNN choose their kernels (and so their summation orders) by shape, so a batched
+      and a per-row forward differ by float32 rounding accumulated over the layers: ten times the CPU's. TF32 is
+      switched off for the test (cuDNN's convolutions, the patch embedding, use it by default), so float32 is
+      float32;
+    - cuda bfloat16 (weights and activations in bf16, as the recipes train): bf16 keeps 8 significant bits, so a
+      log-prob of magnitude 8-16 (the tiny model over its vocabulary) is only representable in steps of 2^-4 =
+      0.0625, and TRL's log-softmax returns bf16. Two paths whose logits differ by one rounding can land one step
+      apart, and the rounding of the hidden states in each layer adds about as much again: 2 steps = 0.125 absolute
+      on log-probs (both comparisons), and 2^-5 relative (4 bf16 units in the last place) on gradients, with an
+      absolute floor of 2^-5 of the largest gradient.
+    """
+
+    def __init__(self, device: str, dtype: torch.dtype):
+        self.device, self.dtype = torch.device(device), dtype
+        self.cuda, self.bf16 = device == "cuda", dtype == torch.bfloat16
+        if self.bf16:
+            self.logp_atol = self.row_atol = 0.125
+            self.grad_rtol, self.grad_atol = 2.0**-5, 2.0**-5
+        elif self.cuda:
+            self.logp_atol, self.row_atol, self.grad_rtol, self.grad_atol = 1e-5, 1e-4, 1e-4, 1e-6
+        else:
+            self.logp_atol, self.row_atol, self.grad_rtol, self.grad_atol = 1e-6, 1e-5, 1e-5, 1e-7
+
+    def __repr__(self) -> str:
+        return f"Compute({self.device.type}, {self.dtype})"
+
+    def trainer_args(self) -> dict:
+        """The `TemporalGRPOConfig` fields that put a trainer on this device in this precision."""
+        return {"use_cpu": not self.cuda, "bf16": self.bf16}
+
+    def model(self, model):
+        """`model` in this precision (moved by the trainer, or by `.to(compute.device)`)."""
+        return model.to(self.dtype)
+
+    def assert_grads_close(self, got: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(got, expected, rtol=self.grad_rtol, atol=self.grad_atol * scale, msg=name)
+
+
+_COMPUTES = [
+    pytest.param(("cpu", torch.float32), id="cpu-fp32"),
+    *[
+        pytest.param(
+            ("cuda", dtype),
+            id=f"cuda-{label}",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"),
+        )
+        for dtype, label in ((torch.float32, "fp32"), (torch.bfloat16, "bf16"))
+    ],
+]
+if os.environ.get("TEMPORAL_RL_TEST_CPU_BF16"):  # the bf16 tolerances checked on a machine without a GPU
+    _COMPUTES.append(pytest.param(("cpu", torch.bfloat16), id="cpu-bf16"))
+
+
+@pytest.fixture(params=_COMPUTES)
+def compute(request):
+    """A `Compute`: cpu-fp32 always; cuda-fp32 and cuda-bf16 where CUDA is present (skipped elsewhere)."""
+    setting = Compute(*request.param)
+    if not setting.cuda:
+        yield setting
+        return
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield setting
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -3,7 +3,8 @@
 The reference is an independent forward per row: the processor on the row's prompt and its video (decoded
 afresh, not from the trainer's cache) plus the sampled completion ids, one sequence, no padding. Ours (vision
 outputs shared across the group, the default) and the plain baseline (every row encoded in every forward) pass;
-stock GRPOTrainer, given the same video rollouts, fails the same comparison.
+stock GRPOTrainer, given the same video rollouts, fails the same comparison. On the CPU in float32, and on CUDA in
+float32 and bf16 where a CUDA device is present (the `compute` fixture, tests/conftest.py, owns the tolerances).
 """
 
 import pytest
@@ -100,14 +101,16 @@ def _reference_logps(model, processor, record, prompt_ids, completion_ids, sampl
     video = decode_video(record["video"], sampling)
     inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
     assert inputs["input_ids"][0].tolist() == prompt_ids  # the trainer's prompt is this prompt
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([completion_ids])], dim=1)
+    inputs = {key: value.to(model.device) for key, value in inputs.items()}
+    completion_ids = torch.tensor(completion_ids, device=model.device)
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids[None]], dim=1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     inputs["mm_token_type_ids"] = torch.cat(
-        [inputs["mm_token_type_ids"], torch.zeros((1, len(completion_ids)), dtype=torch.long)], dim=1
+        [inputs["mm_token_type_ids"], torch.zeros_like(completion_ids)[None]], dim=1
     )
     with torch.no_grad():
         logits = model(**inputs).logits[0, -len(completion_ids) - 1 : -1].double()
-    return torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(completion_ids)[:, None])[:, 0]
+    return torch.log_softmax(logits, dim=-1).gather(1, completion_ids[:, None])[:, 0]
 
 
 def _max_logp_errors(trainer, records_by_question, model, processor, config):
@@ -150,11 +153,13 @@ def _max_logp_errors(trainer, records_by_question, model, processor, config):
     [TemporalGRPOTrainer, PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts],
     ids=["ours", "plain", "stock"],
 )
-def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model_dir, mixed_jsonl, tmp_path):
+def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model_dir, mixed_jsonl, tmp_path, compute):
+    if trainer_cls is StockGRPOWithVideoRollouts and compute.bf16:
+        pytest.skip("stock TRL's failure is shown in float32; bf16 rounding is of the order of its error")
     torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    model = compute.model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir))
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    config = _config(tmp_path)
+    config = _config(tmp_path, **compute.trainer_args())
     dataset = load_dataset(mixed_jsonl)
     records_by_question = {r["question"]: r for r in read_records(mixed_jsonl)}
     assert len(records_by_question) == len(dataset)
@@ -172,7 +177,7 @@ def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model
     errors = _max_logp_errors(trainer, records_by_question, model.eval(), processor, config)
     print(f"{trainer_cls.__name__}: max |log-prob error| {errors}")
     if trainer_cls is not StockGRPOWithVideoRollouts:
-        assert max(errors.values()) < 1e-5
+        assert max(errors.values()) < compute.row_atol
     else:  # stock TRL scores the completions without the video, in every loss-side forward
         assert min(errors.values()) > 1e-2
 

@@ -2,7 +2,8 @@
 
 Each comparison runs the same rollout batch (TRL-shuffled and split) through the shared and the unshared path of
 one trainer, or through an independent per-row forward; patches are counted by this file's own forward hook on the
-vision tower, not by the trainer's counter.
+vision tower, not by the trainer's counter. The numerical comparisons run on the CPU in float32, and on CUDA in
+float32 and bf16 where a CUDA device is present (the `compute` fixture, tests/conftest.py, owns the tolerances).
 """
 
 import pytest
@@ -57,10 +58,11 @@ def _config(tmp_path, **overrides):
     return TemporalGRPOConfig(**settings)
 
 
-def _trainer(tiny_model_dir, dataset, config, trainer_cls=TemporalGRPOTrainer, **kwargs):
+def _trainer(tiny_model_dir, dataset, config, trainer_cls=TemporalGRPOTrainer, compute=None, **kwargs):
     torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     return trainer_cls(
-        model=AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
+        model=compute.model(model) if compute is not None else model,
         args=config,
         train_dataset=dataset,
         processing_class=AutoProcessor.from_pretrained(tiny_model_dir),
@@ -85,7 +87,8 @@ def _rollout_slice(trainer):
     trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by `train()`
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     # The random model's rewards often tie within a group (zero advantages, zero policy gradient): fix them.
-    inputs["advantages"] = torch.linspace(-1.0, 1.0, inputs["advantages"].numel())
+    advantages = inputs["advantages"]
+    inputs["advantages"] = torch.linspace(-1.0, 1.0, advantages.numel(), device=advantages.device)
     return inputs
 
 
@@ -103,12 +106,12 @@ def _logps_and_grads(trainer, inputs, shared: bool):
     return logps, grads
 
 
-def _assert_same(shared, unshared):
+def _assert_same(shared, unshared, compute):
     (logps_a, grads_a), (logps_b, grads_b) = shared, unshared
-    torch.testing.assert_close(logps_a, logps_b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logps_a, logps_b, rtol=0, atol=compute.logp_atol)
     assert grads_a.keys() == grads_b.keys() and grads_a
     for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-7, msg=name)
+        compute.assert_grads_close(grads_a[name], grads_b[name], name)
         assert grads_a[name].abs().max() > 0, name
 
 
@@ -116,17 +119,17 @@ def _per_row_logps(model, inputs, rows, row, video_token_id):
     """float64 log-probs of one row's completion from a forward of that row alone, from its own pixels."""
     prompt = inputs["prompt_ids"][row][inputs["prompt_mask"][row].bool()]
     completion = inputs["completion_ids"][row][inputs["completion_mask"][row].bool()]
-    ids = torch.cat([prompt, completion])[None]
+    ids = torch.cat([prompt, completion])[None].to(model.device)
     with torch.no_grad():
         logits = model(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
             mm_token_type_ids=(ids == video_token_id).long() * 2,
-            pixel_values_videos=rows.pixel_values_videos[row],
-            video_grid_thw=rows.video_grid_thw[row : row + 1],
-            second_per_grid_ts=rows.second_per_grid_ts[row : row + 1],
+            pixel_values_videos=rows.pixel_values_videos[row].to(model.device),
+            video_grid_thw=rows.video_grid_thw[row : row + 1].to(model.device),
+            second_per_grid_ts=rows.second_per_grid_ts[row : row + 1].to(model.device),
         ).logits[0, prompt.numel() - 1 : -1]
-    return torch.log_softmax(logits.double(), dim=-1).gather(1, completion[:, None])[:, 0]
+    return torch.log_softmax(logits.double(), dim=-1).gather(1, completion[:, None].to(model.device))[:, 0]
 
 
 def test_distinct_rows_by_identity_and_content():
@@ -139,8 +142,9 @@ def test_distinct_rows_by_identity_and_content():
 
 
 @pytest.mark.slow
-def test_frozen_tower_lora_shared_equals_unshared_and_per_row(tiny_model_dir, two_videos, tmp_path):
-    trainer = _trainer(tiny_model_dir, two_videos, _config(tmp_path), peft_config=LM_LORA)
+def test_frozen_tower_lora_shared_equals_unshared_and_per_row(tiny_model_dir, two_videos, tmp_path, compute):
+    config = _config(tmp_path, **compute.trainer_args())
+    trainer = _trainer(tiny_model_dir, two_videos, config, compute=compute, peft_config=LM_LORA)
     visual = find_video_model(trainer.model).visual
     patches = _Patches(visual)
     inputs = _rollout_slice(trainer)
@@ -160,28 +164,32 @@ def test_frozen_tower_lora_shared_equals_unshared_and_per_row(tiny_model_dir, tw
     assert patches.count == sum(distinct.values())  # the policy forward read the cache too
     unshared = _logps_and_grads(trainer, inputs, shared=False)
     assert all("lora" in name for name in shared[1])  # LoRA on the language model only, the tower frozen
-    _assert_same(shared, unshared)
+    _assert_same(shared, unshared, compute)
 
     # The rollout's old and reference log-probs (shared path) against the unshared policy / adapter-free model.
     valid = inputs["completion_mask"].bool()
-    torch.testing.assert_close(inputs["old_per_token_logps"][valid], unshared[0][valid], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        inputs["old_per_token_logps"][valid], unshared[0][valid], rtol=0, atol=compute.logp_atol
+    )
     trainer.share_vision_encoder = False
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
     with torch.no_grad(), trainer.model.disable_adapter(), trainer._videos_of(rows):
         ref, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, valid.size(1))
-    torch.testing.assert_close(inputs["ref_per_token_logps"][valid], ref[valid], rtol=0, atol=1e-6)
+    torch.testing.assert_close(inputs["ref_per_token_logps"][valid], ref[valid], rtol=0, atol=compute.logp_atol)
     assert (ref[valid] - shared[0][valid]).abs().max() > 1e-3  # the adapters matter: the check can fail
 
     for row in range(len(rows)):  # an independent forward per row
         expected = _per_row_logps(trainer.model, inputs, rows, row, trainer._video_pad_token_id)
         got = shared[0][row, : expected.numel()].double()
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(got, expected, rtol=0, atol=compute.row_atol)
 
 
 @pytest.mark.slow
-def test_trainable_tower_shared_within_a_forward(tiny_model_dir, two_videos, tmp_path):
-    trainer = _trainer(tiny_model_dir, two_videos, _config(tmp_path, beta=0.0))
+def test_trainable_tower_shared_within_a_forward(tiny_model_dir, two_videos, tmp_path, compute):
+    trainer = _trainer(
+        tiny_model_dir, two_videos, _config(tmp_path, beta=0.0, **compute.trainer_args()), compute=compute
+    )
     visual = find_video_model(trainer.model).visual
     assert all(p.requires_grad for p in visual.parameters())
     inputs = _rollout_slice(trainer)
@@ -194,7 +202,7 @@ def test_trainable_tower_shared_within_a_forward(tiny_model_dir, two_videos, tmp
     assert patches.count == 2 * once  # the log-prob forward and the loss forward, each distinct video once
     unshared = _logps_and_grads(trainer, inputs, shared=False)
     assert any(name.startswith("model.visual.") for name in shared[1])
-    _assert_same(shared, unshared)
+    _assert_same(shared, unshared, compute)
 
 
 class _CacheSizes(TrainerCallback):
@@ -228,16 +236,17 @@ class _CheckedAgainstUnshared(TemporalGRPOTrainer):
 
 
 @pytest.mark.slow
-def test_cached_outputs_serve_every_step_of_a_rollout_then_are_released(tiny_model_dir, two_videos, tmp_path):
-    config = _config(tmp_path, learning_rate=1e-2)  # the LoRA weights change between the rollout's two steps
-    trainer = _trainer(tiny_model_dir, two_videos, config, _CheckedAgainstUnshared, peft_config=LM_LORA)
+def test_cached_outputs_serve_every_step_of_a_rollout_then_are_released(tiny_model_dir, two_videos, tmp_path, compute):
+    # The LoRA weights change between the rollout's two steps.
+    config = _config(tmp_path, learning_rate=1e-2, **compute.trainer_args())
+    trainer = _trainer(tiny_model_dir, two_videos, config, _CheckedAgainstUnshared, compute, peft_config=LM_LORA)
     sizes = _CacheSizes(trainer)
     trainer.add_callback(sizes)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
     assert any(not torch.equal(p, before[name]) for name, p in trainer.model.named_parameters() if name in before)
     assert sizes.sizes == [2, 0]  # one rollout for both optimizer steps: kept after the first, released after
-    assert len(trainer.errors) == 2 and max(trainer.errors) < 1e-6
+    assert len(trainer.errors) == 2 and max(trainer.errors) < compute.logp_atol
 
 
 @pytest.mark.slow
