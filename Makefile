@@ -10,7 +10,7 @@ RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PAR
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 
-.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
+.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench bench-gpu viarl viarl-experiment
 
 install: $(STAMP)
 
@@ -79,6 +79,14 @@ filter-experiment: install
 # run, ARGS="--only decode,filter,grpo" for a subset. About 10 minutes here.
 bench: install
 	$(RUN_ENV) $(PY) -m benchmarks $(ARGS)
+
+# Real-size speed (benchmarks/real_size.py): the 7B GRPO step (ours and plain TRL + fix) and the ViaRL step (3B
+# selector + 7B answerer) with random weights on the GPU, phase by phase (decode + processor, vision encoder,
+# generation, old/ref log-probs, policy forward+backward, rewards, answerer), peak memory; writes
+# bench/real/results.json and results.md. Without a GPU it runs the small scale (real frame sizes, tiny models, a
+# few steps) into bench/small. ARGS="--only grpo --steps 5", ARGS="--peft-lora-generation" (before the lean LoRA).
+bench-gpu: install
+	$(RUN_ENV) $(PY) -m benchmarks.real_size $(ARGS)
 
 # ViaRL on the tiny needle task, end to end (recipes/tiny/viarl_needle.yaml): builds the needle data and a tiny
 # selector and answerer under runs/viarl, then runs the warm starts and 2 cycles of {selector RL, selections, answer

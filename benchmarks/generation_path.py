@@ -97,7 +97,10 @@ def decode_step_ops(size: str, rows: int = 8, context: int = 1400) -> dict:
             language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True)
             with counter:
                 language_model(
-                    inputs_embeds=embeds[:, :1], position_ids=positions[:, :, :1], past_key_values=cache, use_cache=True
+                    inputs_embeds=embeds[:, :1],
+                    position_ids=positions[:, :, :1],
+                    past_key_values=cache,
+                    use_cache=True,
                 )
         return counter
 
@@ -256,7 +259,9 @@ def tiny_generation(quick: bool) -> dict:
         def plain(model, key: str, **extra):
             def run(tokens: int = new_tokens):
                 with torch.no_grad():
-                    model.generate(**inputs, **{**sampling, "max_new_tokens": tokens, "min_new_tokens": tokens}, **extra)
+                    model.generate(
+                        **inputs, **{**sampling, "max_new_tokens": tokens, "min_new_tokens": tokens}, **extra
+                    )
                 return key
 
             return run
@@ -362,7 +367,8 @@ def measure(quick: bool = False) -> dict:
             f"{tiny['rows']} rows x {tiny['new_tokens_per_row']} tokens",
             "quick": quick,
             "torch_threads": torch.get_num_threads(),
-            "time": "CPU time of this thread (time.thread_time) from the end of the prefill to the end of generate, median of interleaved repeats",
+            "time": "CPU time of this thread (time.thread_time) from the end of the prefill to the end of generate, "
+            "median of interleaved repeats",
         },
         "real_size": real,
         "tiny": tiny,

@@ -120,7 +120,9 @@ class StepClock(TrainerCallback):
         counters: callables returning (and resetting) per-step work counts, by name.
     """
 
-    def __init__(self, timer: PhaseTimer, device: torch.device, counters: dict[str, Callable[[], float]] | None = None):
+    def __init__(
+        self, timer: PhaseTimer, device: torch.device, counters: dict[str, Callable[[], float]] | None = None
+    ):
         self.timer, self.device, self.counters = timer, device, counters or {}
         self.steps: list[dict] = []
         self._began = None

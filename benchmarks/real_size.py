@@ -1,7 +1,8 @@
 """Real-size speed: the 7B GRPO step and the ViaRL step, phase by phase, on whatever GPU is here.
 
-    python -m benchmarks.real_size [--scale real|small|smoke] [--only grpo,viarl] [--steps N] [--out DIR]
-    make bench-gpu                       # = python -m benchmarks.real_size --out bench/gpu
+    python -m benchmarks.real_size [--scale real|small|smoke] [--only grpo,viarl] [--trainers ours,plain] [--steps N]
+                                   [--out DIR] [--peft-lora-generation]
+    make bench-gpu                       # = python -m benchmarks.real_size (into bench/real or bench/small)
 
 **real** (the default on a CUDA machine): the public Qwen2.5-VL-7B and -3B architectures with random weights in
 bf16 on the GPU (no download: the tiny tokenizer, the config's special-token ids set to its ids, the full real
@@ -27,7 +28,7 @@ exclusive time of each phase (benchmarks/phases.py; on a GPU each phase boundary
 
 | phase | what is timed |
 |---|---|
-| decode + processor (CPU) | `_encode_prompts` (frames from the cache or decoded, chat template, processor), ViaRL's candidate decoding and the answer prompts' processor calls |
+| decode + processor (CPU) | `_encode_prompts` (frames, template, processor), ViaRL's candidates, answer prompts |
 | vision encoder | forwards of the policy's vision tower, wherever they run |
 | generation | the policy's `_generate_single_turn` (TRL's `generate` call) |
 | old/ref log-probs | `_get_per_token_logps_and_entropies` outside the loss: old and reference log-probs |
@@ -117,6 +118,8 @@ class Scale:
     source_side: int = 896
     selector_completion: int = 512
     answer_tokens: int = 128
+    # False: the policy's generation runs PEFT's LoRA forward (before issue 16), for the before/after table
+    lean_lora_generation: bool = True
 
 
 SCALES = {
@@ -263,7 +266,9 @@ def instrument(trainer, timer: PhaseTimer, work: Work, answer=None) -> None:
     visual = find_video_model(trainer.model).visual
     timer.time_module(visual, "vision encoder")
     visual.register_forward_pre_hook(
-        lambda module, args, kwargs: work.add("vision patches", (args[0] if args else kwargs["hidden_states"]).size(0)),
+        lambda module, args, kwargs: work.add(
+            "vision patches", (args[0] if args else kwargs["hidden_states"]).size(0)
+        ),
         with_kwargs=True,
     )
 
@@ -378,6 +383,8 @@ def run_grpo(trainer_name: str, scale: Scale, work_dir: Path, device: torch.devi
         processing_class=processor,
         peft_config=lora(scale),
     )
+    if trainer_name == "ours":  # the plain baseline generates as stock TRL does (PEFT's LoRA forward)
+        trainer.lean_lora_generation = scale.lean_lora_generation
     return _train(trainer, device, time.perf_counter() - loaded)
 
 
@@ -447,9 +454,7 @@ def run_viarl(scale: Scale, work_dir: Path, device: torch.device) -> dict:
     def answer_distinct(completions, **columns):
         return answer_call(distinct.completions(len(completions)), **columns)
 
-    reward_funcs = [
-        answer_distinct if func is answer else func for func in selector_reward_funcs(config, answer)
-    ]
+    reward_funcs = [answer_distinct if func is answer else func for func in selector_reward_funcs(config, answer)]
     answer_distinct.__name__ = answer.__name__
     trainer = ViaRLSelectorTrainer(
         model=load_policy(scale, scale.selector_model, tiny_dir, processor.tokenizer, device),
@@ -461,6 +466,7 @@ def run_viarl(scale: Scale, work_dir: Path, device: torch.device) -> dict:
         answer_processor=processor,
         peft_config=lora(scale),
     )
+    trainer.lean_lora_generation = scale.lean_lora_generation
     return _train(trainer, device, time.perf_counter() - loaded, answer=answer)
 
 
@@ -564,7 +570,13 @@ def suite_rows(summaries: dict[str, dict]) -> list[dict]:
             a = ours["step_s"] if key is None else ours["work"].get(key)
             b = plain["step_s"] if key is None else plain["work"].get(key)
             rows.append(
-                {"benchmark": "real_size/grpo", "metric": label, "ours": a, "baseline": b, "ratio": a / b if b else None}
+                {
+                    "benchmark": "real_size/grpo",
+                    "metric": label,
+                    "ours": a,
+                    "baseline": b,
+                    "ratio": a / b if b else None,
+                }
             )
     return rows
 
@@ -592,7 +604,10 @@ def render_markdown(report: dict) -> str:
     ]  # fmt: skip
     if report["errors"]:
         lines += ["", "Errors:"] + [f"- {name}: {message}" for name, message in report["errors"].items()]
-    lines += ["", f"Every step of every run, the settings and the machine: results.json. Wall: {report['wall_s']:.0f} s."]
+    lines += [
+        "",
+        f"Every step of every run, the settings and the machine: results.json. Wall: {report['wall_s']:.0f} s.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -605,12 +620,14 @@ def describe(scale: Scale, device: torch.device) -> str:
     )
     return (
         f"Models: {models}; LoRA r={scale.lora_r} on the 7 projections, vision tower frozen, activation "
-        f"checkpointing. GRPO: {scale.grpo_frames} frames at {scale.grpo_side}x{scale.grpo_side}, G={scale.generations}, "
+        f"checkpointing. GRPO: {scale.grpo_frames} frames at {scale.grpo_side}x{scale.grpo_side}, "
+        f"G={scale.generations}, "
         f"{scale.grpo_prompts} prompts per step (accumulation {scale.grpo_prompts}), {scale.grpo_completion}-token "
         f"completions, beta 0.01, think prompt. ViaRL: T={scale.candidates} at {scale.selector_side} px, "
         f"N={scale.select} at {scale.answer_side} px from {scale.source_side} px clips, G={scale.generations}, "
         f"{scale.viarl_prompts} prompt per step, {scale.selector_completion}-token selector completions, "
-        f"{scale.answer_tokens}-token answers, {scale.select} distinct indices per completion; {scale.steps} steps per run, new "
+        f"{scale.answer_tokens}-token answers, {scale.select} distinct indices per completion; {scale.steps} steps "
+        "per run, new "
         f"clips every step (cold frame cache); device {device}."
     )
 
@@ -622,7 +639,9 @@ def run_all(scale: Scale, only: list[str], out: Path, work_dir: Path | None, tra
     began = time.perf_counter()
     machine = machine_facts()
     runs, errors = {}, {}
-    planned = [("grpo", name) for name in trainers if "grpo" in only] + ([("viarl", "ours")] if "viarl" in only else [])
+    planned = [("grpo", name) for name in trainers if "grpo" in only] + (
+        [("viarl", "ours")] if "viarl" in only else []
+    )
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for workload, trainer_name in planned:
             key = f"{workload}/{trainer_name}"
@@ -673,12 +692,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the scale's)")
     parser.add_argument("--out", default=None, help="folder for results.json and results.md (default bench/<scale>)")
     parser.add_argument("--work-dir", default=None, help="where the clips and models go (default: a temp folder)")
+    parser.add_argument(
+        "--peft-lora-generation",
+        action="store_true",
+        help="generate through PEFT's LoRA forward, as before issue 16 (the 'before' column of a before/after)",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale or ("real" if torch.cuda.is_available() else "small")]
     if args.steps is not None:
         if args.steps < 1:
             parser.error("--steps must be at least 1")
         scale = dataclasses.replace(scale, steps=args.steps)
+    if args.peft_lora_generation:
+        scale = dataclasses.replace(scale, lean_lora_generation=False)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     trainers = [name.strip() for name in args.trainers.split(",") if name.strip()]
     if not only or set(only) - set(WORKLOADS) or not trainers or set(trainers) - {"ours", "plain"}:

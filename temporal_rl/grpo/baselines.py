@@ -54,6 +54,7 @@ class PlainVideoGRPOTrainer(TemporalGRPOTrainer):
       holds its own pixel tensor;
     - vision sharing is off whatever `args.share_vision_encoder` says: generation and every loss-side forward get
       the concatenated pixels of their rows, and the vision tower encodes every row each time.
+    - generation runs PEFT's own LoRA forward, as stock TRL's does (no `lean_lora_generation`).
 
     What it keeps from `TemporalGRPOTrainer` is the fix itself: the rows' videos, grids, times and token types
     reach the old, reference and policy forwards through TRL's shuffle and split, so its log-probs are those of
@@ -63,6 +64,7 @@ class PlainVideoGRPOTrainer(TemporalGRPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.share_vision_encoder = False
+        self.lean_lora_generation = False
 
     def _encode_prompts(self, prompts: list, template_kwargs: dict) -> tuple[list[list[int]], VideoRows, int]:
         prompt_ids, rows, decoded = [], [], 0

@@ -45,7 +45,9 @@ def _lora_linear_class():
     return Linear
 
 
-def _adapter_factors(layer, compute_dtype: torch.dtype | None) -> list[tuple[torch.Tensor, torch.Tensor, float]] | None:
+def _adapter_factors(
+    layer, compute_dtype: torch.dtype | None
+) -> list[tuple[torch.Tensor, torch.Tensor, float]] | None:
     """[(A^T, B^T, scaling)] of the layer's active adapters for the lean path, or None when PEFT's forward must run."""
     base = layer.base_layer
     if not isinstance(base, nn.Linear) or not base.weight.is_floating_point():
