@@ -18,13 +18,16 @@ the language model (vision tower frozen), activation checkpointing, synthetic cl
   completions, 128-token answers, kl_coef 1e-3; each completion is given 8 distinct random indices (random weights
   never write a valid list), so the answerer really answers 8 different prompts.
 
-**small** (the default on a CPU): the same frame sizes, frame counts, G, prompts per step and trainers, with the
-tiny Qwen2.5-VL (tiny widths, its own small vocabulary) as every model, fp32, shorter completions (32 / 64 / 16
-tokens). **smoke**: small frames and few tokens, for the test (tests/test_real_size.py).
+**small** (the default on a CPU): the same frame sizes, frame counts, G and prompts per step, with the tiny
+Qwen2.5-VL (tiny widths, its own small vocabulary) as every model, fp32, shorter completions (32 / 64 / 16 tokens),
+2 steps, and only our GRPO trainer unless `--trainers ours,plain` (the plain baseline encodes 196,608 patches per
+step at these frame sizes: tens of minutes per step on a CPU). **smoke**: small frames and few tokens, both GRPO
+trainers, for the test (tests/test_real_size.py).
 
-Each run trains `--steps` optimizer steps (default 3; each step's clips are new files, so the frame cache is cold as
-in a first epoch) and records per step: wall time, peak GPU memory (allocated and reserved; CUDA only), and the
-exclusive time of each phase (benchmarks/phases.py; on a GPU each phase boundary synchronises the device):
+Each run trains `--steps` optimizer steps (default 3, 2 at the small scale; each step's clips are new files, so the
+frame cache is cold as in a first epoch) and records per step: wall time, peak GPU memory (allocated and reserved;
+CUDA only), and the exclusive time of each phase (benchmarks/phases.py; on a GPU each phase boundary synchronises
+the device):
 
 | phase | what is timed |
 |---|---|
@@ -99,6 +102,9 @@ class Scale:
     name: str
     tiny_models: bool
     steps: int = 3
+    # GRPO trainers run unless `--trainers` says otherwise: "plain" encodes every row's video in every forward
+    # (196,608 patches per step at real frame sizes), tens of minutes per step on a CPU
+    trainers: tuple[str, ...] = ("ours", "plain")
     lora_r: int = 64
     generations: int = 8
     # GRPO (Temporal-RLT)
@@ -124,7 +130,15 @@ class Scale:
 
 SCALES = {
     "real": Scale("real", tiny_models=False),
-    "small": Scale("small", tiny_models=True, grpo_completion=32, selector_completion=64, answer_tokens=16),
+    "small": Scale(
+        "small",
+        tiny_models=True,
+        steps=2,
+        trainers=("ours",),
+        grpo_completion=32,
+        selector_completion=64,
+        answer_tokens=16,
+    ),
     "smoke": Scale(
         "smoke",
         tiny_models=True,
@@ -688,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", choices=list(SCALES), default=None, help="real (default on CUDA), small (default on a CPU), smoke"
     )
     parser.add_argument("--only", default="grpo,viarl", help="comma-separated subset of: grpo, viarl")
-    parser.add_argument("--trainers", default="ours,plain", help="GRPO trainers: ours, plain")
+    parser.add_argument(
+        "--trainers", default=None, help="GRPO trainers: ours, plain (default: both; ours only at the small scale)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the scale's)")
     parser.add_argument("--out", default=None, help="folder for results.json and results.md (default bench/<scale>)")
     parser.add_argument("--work-dir", default=None, help="where the clips and models go (default: a temp folder)")
@@ -706,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.peft_lora_generation:
         scale = dataclasses.replace(scale, lean_lora_generation=False)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
-    trainers = [name.strip() for name in args.trainers.split(",") if name.strip()]
+    trainers = [name.strip() for name in (args.trainers or ",".join(scale.trainers)).split(",") if name.strip()]
     if not only or set(only) - set(WORKLOADS) or not trainers or set(trainers) - {"ours", "plain"}:
         parser.error("--only takes grpo and/or viarl; --trainers takes ours and/or plain")
     out = Path(args.out or f"bench/{scale.name}")
