@@ -50,10 +50,12 @@ class Compute:
     The same comparisons (shared against unshared vision outputs, batched against per-row forwards, lean against
     PEFT's LoRA) run on the CPU in float32 always, and on CUDA in float32 and in bfloat16 when a CUDA device is
     present. Tolerances (`logp_atol`: batched vs batched paths; `row_atol`: a padded batch vs an unpadded per-row
-    forward; `grad_rtol` / `grad_atol`: gradients, the latter relative to the largest gradient):
+    forward; `grad_rtol` / `grad_atol`: gradients, relative and absolute, in bf16 the latter a share of the
+    largest gradient):
 
     - cpu float32: the paths run the same kernels on nearly the same shapes: 1e-6 on log-probs (about 10 float32
-      ulps at |log p| ~ 10), 1e-5 against a per-row forward (a different padding and sequence length); gradients 1e-5 relative, 1e-7 absolute;
+      ulps at |log p| ~ 10), 1e-5 against a per-row forward (a different padding and sequence length); gradients
+      1e-5 relative, 1e-7 absolute;
     - cuda float32: cuBLAS and cuDNN choose their kernels (and so their summation orders) by shape, so a batched
       and a per-row forward differ by float32 rounding accumulated over the layers: ten times the CPU's. TF32 is
       switched off for the test (cuDNN's convolutions, the patch embedding, use it by default), so float32 is
