@@ -60,19 +60,20 @@ class Compute:
       and a per-row forward differ by float32 rounding accumulated over the layers: ten times the CPU's. TF32 is
       switched off for the test (cuDNN's convolutions, the patch embedding, use it by default), so float32 is
       float32;
-    - cuda bfloat16 (weights and activations in bf16, as the recipes train): bf16 keeps 8 significant bits, so a
-      log-prob of magnitude 8-16 (the tiny model over its vocabulary) is only representable in steps of 2^-4 =
-      0.0625, and TRL's log-softmax returns bf16. Two paths whose logits differ by one rounding can land one step
-      apart, and the rounding of the hidden states in each layer adds about as much again: 2 steps = 0.125 absolute
-      on log-probs (both comparisons), and 2^-5 relative (4 bf16 units in the last place) on gradients, with an
-      absolute floor of 2^-5 of the largest gradient.
+    - bfloat16 (weights and activations in bf16, as the recipes train; on CUDA): 3e-2 on log-probs, both
+      comparisons. Measured in bf16 on the CPU (`TEMPORAL_RL_TEST_CPU_BF16=1`, 2026-12-04), the largest error of
+      the trainer's log-probs against an independent per-row forward was 2.0e-3 (reference log-probs; policy and
+      old 9.5e-4). GPU kernels round differently (fused attention, other tilings): a logit of magnitude 2-4 moved
+      by one bf16 step (2^-6 = 0.016) moves a log-prob by up to that step, and two such steps are allowed. Gradients:
+      2^-5 relative (4 bf16 units in the last place), with an absolute floor of 2^-5 of the largest gradient. Not
+      yet run on a GPU.
     """
 
     def __init__(self, device: str, dtype: torch.dtype):
         self.device, self.dtype = torch.device(device), dtype
         self.cuda, self.bf16 = device == "cuda", dtype == torch.bfloat16
         if self.bf16:
-            self.logp_atol = self.row_atol = 0.125
+            self.logp_atol = self.row_atol = 3e-2
             self.grad_rtol, self.grad_atol = 2.0**-5, 2.0**-5
         elif self.cuda:
             self.logp_atol, self.row_atol, self.grad_rtol, self.grad_atol = 1e-5, 1e-4, 1e-4, 1e-6
