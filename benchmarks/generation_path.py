@@ -20,7 +20,8 @@ is bound by the operations launched per token, so this benchmark counts them, on
   median of interleaved repeats), as ratios to the plain `generate` of the base model.
 
 `measure(quick)` returns a dict with a "table" of {"benchmark", "metric", "ours", "baseline", "ratio"} rows (ours =
-the trainer's generation after the fix, baseline = before it), what `make bench` (benchmarks/suite.py) calls.
+the trainer's generation after the fix, baseline = before it): the row format of `make bench` (benchmarks/suite.py),
+which does not run it (run it on its own; docs/measurements.md records its counts).
 """
 
 from __future__ import annotations
