@@ -29,6 +29,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
+from temporal_rl.families import family_of
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig, lora_config
 from temporal_rl.rewards import REWARDS, get_reward_funcs
@@ -205,7 +206,8 @@ def test_lora_leaves_the_vision_tower_alone_on_the_real_architecture(size):
     from temporal_rl.models.qwen import build_qwen2_5_vl
 
     _, _, model_args = _parse(RECIPES / f"Qwen2.5-VL-{size}-Instruct/grpo/charades_sta.yaml", *CPU_OVERRIDES)
-    model = get_peft_model(build_qwen2_5_vl(size, device="meta"), lora_config(model_args))
+    base = build_qwen2_5_vl(size, device="meta")
+    model = get_peft_model(base, lora_config(model_args, family_of(base)))
     adapted = [name for name, _ in model.named_parameters() if ".lora_" in name]
     assert adapted and not [name for name in adapted if ".visual." in name]
     assert {name.split(".")[-4] for name in adapted} == set(model_args.lora_target_modules)
@@ -223,7 +225,8 @@ def test_lora_vision_tower_exclusion_is_what_keeps_the_vit_frozen():
 
     path = RECIPES / "Qwen2.5-VL-3B-Instruct/grpo/charades_sta.yaml"
     _, _, model_args = _parse(path, *CPU_OVERRIDES, "--lora_vision_tower", "true")
-    model = get_peft_model(build_qwen2_5_vl("3B", device="meta"), lora_config(model_args))
+    base = build_qwen2_5_vl("3B", device="meta")
+    model = get_peft_model(base, lora_config(model_args, family_of(base)))
     assert any(".visual." in name and ".lora_" in name for name, _ in model.named_parameters())
 
 

@@ -124,7 +124,7 @@ def _per_row_logps(model, inputs, rows, row, video_token_id):
             mm_token_type_ids=(ids == video_token_id).long() * 2,
             pixel_values_videos=rows.pixel_values_videos[row],
             video_grid_thw=rows.video_grid_thw[row : row + 1],
-            second_per_grid_ts=rows.second_per_grid_ts[row : row + 1],
+            **{name: tensor[row : row + 1] for name, tensor in rows.row_tensors.items()},
         ).logits[0, prompt.numel() - 1 : -1]
     return torch.log_softmax(logits.double(), dim=-1).gather(1, completion[:, None])[:, 0]
 
