@@ -9,6 +9,7 @@ forward) pass; stock GRPOTrainer, given the same video rollouts, fails the same 
 """
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer, add_video_prompts
+from temporal_rl.grpo.video_rows import ROW_TENSOR_PREFIX
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.video.decode import decode_video
@@ -82,10 +84,11 @@ def _capturing(trainer_cls):
     class Capturing(trainer_cls):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.captured, self.rollout_logps, self._in_loss = [], [], False
+            self.captured, self.rollout_logps, self.row_tensors, self._in_loss = [], [], [], False
 
         def _compute_loss(self, model, inputs):
             self.rollout_logps.append({k: inputs.get(k) for k in ("old_per_token_logps", "ref_per_token_logps")})
+            self.row_tensors.append({k: v for k, v in inputs.items() if k.startswith(ROW_TENSOR_PREFIX)})
             self._in_loss = True
             try:
                 return super()._compute_loss(model, inputs)
@@ -160,6 +163,48 @@ def _max_logp_errors(trainer, records_by_question, model, processor, config):
     return worst
 
 
+# How each family is given the time of its frames: `second_per_grid_ts` (seconds per temporal patch, M-RoPE), or a
+# `<t seconds>` text before each temporal patch in the prompt. A new family must say which here.
+TIME_SIGNAL = {"qwen2_5_vl": "second_per_grid_ts", "qwen3_vl": "text", "qwen3_5": "text"}
+TIMESTAMP_TEXT = re.compile(r"<(\d+\.\d) seconds>")
+
+
+def _check_times_match_the_sampled_frames(trainer, records_by_question, processor, config, family):
+    """Every captured row's time signal against its video's sampled frames, decoded here (their times are checked
+    by pixels in tests/test_pipeline.py). Text: each temporal patch (2 frames) at the middle of its two frames, one
+    decimal. `second_per_grid_ts`: Qwen's convention (qwen-vl-utils'), 2 frames at the mean sampling rate, N frames
+    over the clip's F source frames at f fps: 2 F / (N f); the patches' times (k x that, from the first) can then
+    drift from the frames' (linspace over the clip) by up to half a patch. Returns (rows checked, the worst
+    |time given - time of the frames| in seconds)."""
+    tokenizer, checked, drift = processor.tokenizer, 0, 0.0
+    for (input_ids, attention_mask, logits_to_keep, _), row_tensors in zip(
+        trainer.captured, trainer.row_tensors, strict=True
+    ):
+        for row in range(input_ids.size(0)):
+            prompt_ids = input_ids[row, :-logits_to_keep][attention_mask[row, :-logits_to_keep].bool()].tolist()
+            prompt_text = tokenizer.decode(prompt_ids)
+            (record,) = [r for q, r in records_by_question.items() if q in prompt_text]
+            video = decode_video(record["video"], config.frame_sampling())
+            times = video.timestamps
+            assert len(times) % 2 == 0 and len(times) >= 4
+            if TIME_SIGNAL[family] == "text":
+                middles = [(a + b) / 2 for a, b in zip(times[0::2], times[1::2], strict=True)]
+                given = TIMESTAMP_TEXT.findall(prompt_text)
+                assert given == [f"{t:.1f}" for t in middles], (record["id"], prompt_text)
+                drift = max(drift, *(abs(float(g) - t) for g, t in zip(given, middles, strict=True)))
+                assert not row_tensors
+            else:
+                step = float(row_tensors[ROW_TENSOR_PREFIX + "second_per_grid_ts"][row])
+                assert step == pytest.approx(2 * video.total_frames / (len(times) * video.source_fps), rel=1e-6)
+                starts = times[0::2] - times[0]
+                worst = max(abs(k * step - start) for k, start in enumerate(starts))
+                assert worst <= step / 2, (record["id"], step, starts)
+                drift = max(drift, worst)
+                assert "seconds>" not in prompt_text
+            checked += 1
+    return checked, drift
+
+
 TRAINERS = {"ours": TemporalGRPOTrainer, "plain": PlainVideoGRPOTrainer, "stock": StockGRPOWithVideoRollouts}
 # Ours on every family; the baselines (the plain fix, the stock control that must fail) on the first one, the stock
 # control also on Qwen3-VL (its loss-side forwards lose the video there as well).
@@ -196,6 +241,9 @@ def test_loss_logps_match_an_independent_forward_per_row(family, trainer, tiny_f
     print(f"{family} {trainer_cls.__name__}: max |log-prob error| {errors}")
     if trainer_cls is not StockGRPOWithVideoRollouts:
         assert max(errors.values()) < 1e-5
+        rows, drift = _check_times_match_the_sampled_frames(trainer, records_by_question, processor, config, family)
+        assert rows == config.max_steps * config.per_device_train_batch_size
+        print(f"{family}: time signal checked on {rows} rows; worst |given - frame time| {drift:.3f} s")
     else:  # stock TRL scores the completions without the video, in every loss-side forward
         assert min(errors.values()) > 1e-2
 
