@@ -77,6 +77,11 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     assert any("reward" in entry for entry in saved["rl_logs"][GRPO])
     assert [point["step"] for point in saved["warm_start_curve"]] == [3, 4]
     assert saved["sft_config"]["max_steps"] == 4
+    for row, script in ((GRPO, "grpo.py"), (CONTROL, "sft.py")):  # the commands recorded are the ones that ran
+        command = saved["equal_compute_commands"][row]
+        assert command[1].endswith(script)
+        assert command[command.index("--model_name_or_path") + 1] == str(out / "sft")
+        assert float(command[command.index("--max_train_seconds") + 1]) == config.rl_seconds
     assert (out / "report.png").stat().st_size > 10_000
 
 

@@ -373,7 +373,7 @@ def run_demo(config: DemoConfig) -> dict:
         "seed": config.seed,
         "demo_config": asdict(config),
         "sft_config": sft_config.to_dict(),
-        "grpo_config": grpo_config.to_dict(),
+        "equal_compute_commands": {name: ["python", *argv] for name, argv in jobs.items()},
         "timings_s": timings,
         "rl_logs": run_logs,
         "test_queries": len(test_records),
