@@ -13,6 +13,7 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from temporal_rl.families import VideoFeatures, get_family
 from temporal_rl.grpo.vision_sharing import supplied_video_features
 from temporal_rl.models.lora_generation import lean_lora_generation
 
@@ -104,7 +105,8 @@ def test_the_vision_hook_does_nothing_in_a_decoding_step():
             return mm_encoder_outputs
 
     model, ops, step = Model(), _Ops(), torch.tensor([[5], [6]])
-    with supplied_video_features(model, lambda: [torch.zeros(2, 4)], video_token_id=7):
+    features = [VideoFeatures(torch.zeros(2, 4))]
+    with supplied_video_features(get_family("qwen2_5_vl"), model, lambda: features, video_token_id=7):
         with ops:
             assert model(input_ids=step, past_key_values=object()) is None
         assert ops.count == 0
