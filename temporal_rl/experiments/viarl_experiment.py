@@ -82,6 +82,9 @@ class ViaRLExperimentConfig:
     )
     num_train: int = field(default=3000, metadata={"help": "Needle clips generated for training (before keeping)."})
     num_test: int = field(default=400, metadata={"help": "Needle clips generated for the test (before keeping)."})
+    data_workers: int | None = field(
+        default=None, metadata={"help": "Processes rendering the needle clips (default: min(2, cpu count))."}
+    )
     needle_kinds: list[str] = field(default_factory=lambda: ["star"], metadata={"help": "Needle kinds kept."})
     num_cycles: int | None = field(default=None, metadata={"help": "Override the recipe's num_cycles."})
     selector_steps: int | None = field(default=None, metadata={"help": "Override max_steps of selector stages."})
@@ -370,7 +373,7 @@ def build_data(config: ViaRLExperimentConfig, spec: CandidateSpec, cache) -> tup
         kept_file = folder / "kept.jsonl"
         if not (folder / "counts.json").exists():
             rendered = generate_dataset(
-                "needle", split, n, config.namespace, folder, difficulty="tiny", progress=False,
+                "needle", split, n, config.namespace, folder, difficulty="tiny", progress=False, workers=config.data_workers,
                 keep=lambda record: record["meta"]["needle"]["kind"] in kinds,
             )  # fmt: skip
             kept, split_counts = keep_needles(read_records(folder / "data.jsonl"), config.needle_kinds, spec, cache)
@@ -398,7 +401,10 @@ def tiny_models(folder: Path, seed: int) -> dict[str, Path]:
 def _load_answer(answer: ModelRef):
     from temporal_rl.viarl.selector_trainer import load_answer_model
 
-    return load_answer_model(answer.base, answer.adapter, dtype="float32")
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else None
+    return load_answer_model(answer.base, answer.adapter, dtype="float32", device=device)
 
 
 def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

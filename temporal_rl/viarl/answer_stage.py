@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,44 @@ class OracleFrames:
     def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
         candidates = self.candidates(row)
         return answer_video(candidates, oracle_selection(row, candidates, self.spec.num_select))
+
+
+class SometimesWithoutEvidence:
+    """Frame source: `evidence`'s frames, except for a share `rate` of the rows, shown N random candidates outside
+    the row's evidence window instead (increasing; the target stays the gold answer).
+
+    Taught only on frames that show the needle, an answer model names whatever it sees when the needle is not there
+    (a haystack colour, never an option): below chance on such frames. The rows without the evidence teach it to
+    guess among the options instead (chance there), while the others teach it to read the evidence.
+
+    Args:
+        evidence: the frame source of the other rows (e.g. `OracleFrames`).
+        spec: the candidates (T, N, sizes) the rows without evidence choose from.
+        cache: the frame cache.
+        rate: share of rows shown frames without the evidence, in [0, 1).
+        seed: seeds the draws (which rows, which frames; new ones at each call, as the epochs go).
+    """
+
+    def __init__(self, evidence: Callable, spec: CandidateSpec, cache: FrameCache | None, rate: float, seed: int = 0):
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1), got {rate}")
+        self.evidence, self.spec, self.cache, self.rate = evidence, spec, cache, rate
+        self.rng = random.Random(int(seed))
+
+    def outside(self, row: Mapping[str, Any], candidates: CandidateFrames) -> list[int]:
+        """N random candidate indices that do not show the evidence window, increasing."""
+        window = evidence_window(row)
+        inside = set(window_candidates(candidates.source_indices, window)) if window else set()
+        outside = [i for i in range(candidates.num_candidates) if i not in inside]
+        if len(outside) < self.spec.num_select:
+            raise ValueError(f"record {row.get('id')!r}: fewer than N candidates lie outside the evidence window")
+        return sorted(self.rng.sample(outside, self.spec.num_select))
+
+    def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
+        if self.rng.random() >= self.rate:
+            return self.evidence(row)
+        candidates = self.spec.candidates(row["video"], self.cache, selector=False)
+        return answer_video(candidates, self.outside(row, candidates))
 
 
 class UniformFrames:
