@@ -59,7 +59,7 @@ def test_without_evidence_rows_never_show_the_needle_and_the_others_always_do(tm
                 seen["with"] += 1
             else:  # the rows without: no frame inside (candidates of the T=8 spread, by hand)
                 assert not any(inside)
-                assert set(int(i) for i in video.indices) <= set(_candidate_frames(record, 8).tolist())
+                assert {int(i) for i in video.indices} <= set(_candidate_frames(record, 8).tolist())
                 seen["without"] += 1
     assert seen["with"] > 0 and seen["without"] > 0, seen
     with pytest.raises(ValueError, match="rate"):

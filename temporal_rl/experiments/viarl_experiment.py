@@ -373,8 +373,8 @@ def build_data(config: ViaRLExperimentConfig, spec: CandidateSpec, cache) -> tup
         kept_file = folder / "kept.jsonl"
         if not (folder / "counts.json").exists():
             rendered = generate_dataset(
-                "needle", split, n, config.namespace, folder, difficulty="tiny", progress=False, workers=config.data_workers,
-                keep=lambda record: record["meta"]["needle"]["kind"] in kinds,
+                "needle", split, n, config.namespace, folder, difficulty="tiny", progress=False,
+                workers=config.data_workers, keep=lambda record: record["meta"]["needle"]["kind"] in kinds,
             )  # fmt: skip
             kept, split_counts = keep_needles(read_records(folder / "data.jsonl"), config.needle_kinds, spec, cache)
             split_counts.update(generated=n, other_kind=n - len(rendered))
@@ -399,9 +399,9 @@ def tiny_models(folder: Path, seed: int) -> dict[str, Path]:
 
 
 def _load_answer(answer: ModelRef):
-    from temporal_rl.viarl.selector_trainer import load_answer_model
-
     import torch
+
+    from temporal_rl.viarl.selector_trainer import load_answer_model
 
     device = "cuda" if torch.cuda.is_available() else None
     return load_answer_model(answer.base, answer.adapter, dtype="float32", device=device)
