@@ -129,4 +129,8 @@ def test_experiment_smoke_writes_the_report_per_seed_and_point(tiny_model_dir, t
         for key in keys:
             if table[key] is not None:
                 assert mean[key]["mean"] == pytest.approx(table[key]) and mean[key]["seeds"] == 1
-    assert report["seconds_per_seed"]["0"] > 0
+    stages = report["stage_summaries"]["0"]
+    assert report["amplification_seconds_per_seed"]["0"] == pytest.approx(
+        sum(stage["seconds"] for stage in stages.values()), abs=0.1
+    )
+    assert report["amplification_seconds_per_seed"]["0"] > 0

@@ -22,9 +22,10 @@ each seed:
 
 Writes `report.json` (per seed and point: `uniform_accuracy`, `selector_accuracy`, `oracle_accuracy`,
 `outside_accuracy`, `selector_needle_hit_rate`, `uniform_needle_hit_rate`, ... in percent, and their means over
-seeds; every evaluation row, data counts, configs, timings), `results.md` (the tables) and `results.png` (accuracy
-and evidence rate per row, one dot per seed). Resumable: each seed's amplification resumes on its own
-(`viarl_state.json`) and each finished evaluation is kept in `seed<k>/eval/<row>.json`.
+seeds (population std); every evaluation row, data counts, configs, each seed's amplification time), `results.md`
+(the tables) and `results.png` (accuracy and evidence rate per row, one dot per seed). Resumable: each seed's
+amplification resumes on its own (`viarl_state.json`) and each finished evaluation is kept in
+`seed<k>/eval/<row>.json`.
 
 This module owns the experiment's sequence and its report; data, models, training and evaluation are the library's.
 """
@@ -497,9 +498,10 @@ def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = p
         "per_seed": {str(seed): table for seed, table in tables.items()},
         "mean": means,
         "chance": round(100 * chance, 2),
-        "seconds_per_seed": {
-            str(seed): round(timings[f"seed {seed}: amplification"] + timings[f"seed {seed}: evaluation"], 1)
-            for seed in runs
+        # from the state's stage times, so that a resumed run reports the training it did earlier
+        "amplification_seconds_per_seed": {
+            str(seed): round(sum(stage.get("seconds") or 0.0 for stage in state["stages"].values()), 1)
+            for seed, state in states.items()
         },
         "table": {**summaries, "chance": chance},
         "runs": {str(seed): rows for seed, rows in runs.items()},
