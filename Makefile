@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
-DEMO_DIR ?= runs/demo
+FAMILY ?= qwen2_5_vl
+# The default family's demo in runs/demo, another family's in runs/demo-<family> (make demo FAMILY=qwen3_vl).
+DEMO_DIR ?= runs/demo$(if $(filter-out qwen2_5_vl,$(FAMILY)),-$(FAMILY))
 SEED ?= 0
 
 .PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
@@ -45,8 +47,9 @@ clean:
 
 # The main job on the embedded default: tiny Qwen2.5-VL + synthetic grounding, SFT warm start, GRPO with the IoU
 # reward, held-out evaluation against blind baselines; writes $(DEMO_DIR)/report.json and report.png.
+# FAMILY=qwen3_vl (or qwen3_5) runs it on that family's tiny model.
 demo: install
-	$(RUN_ENV) $(PY) recipes/demo.py --output_dir $(DEMO_DIR) --seed $(SEED)
+	$(RUN_ENV) $(PY) recipes/demo.py --output_dir $(DEMO_DIR) --seed $(SEED) --family $(FAMILY)
 
 # Upload a LoRA adapter with a generated model card; the token comes from the HF_TOKEN environment variable and is
 # never written. DRY_RUN=<dir> writes exactly the folder that would be uploaded, and uploads nothing. Optional:

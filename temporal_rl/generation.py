@@ -8,9 +8,10 @@ completion per record, the variance-aware data filter for K sampled completions 
 3. runs the processor once (`temporal_rl.video.inputs.model_inputs`; not once per sample: the K samples come from
    `num_return_sequences`),
 
-then left-pads the prepared prompts of a batch into one tensor batch, generates, and decodes. The vision special
-tokens (`<|vision_start|>`, `<|vision_end|>`, `<|image_pad|>`, `<|video_pad|>`) are suppressed: a sampled
-`<|video_pad|>` asks the next forward for a video that is not there.
+then left-pads the prepared prompts of a batch into one tensor batch, generates, and decodes. The tokens the model
+family never generates (`temporal_rl.families`: Qwen's vision special tokens `<|vision_start|>`, `<|vision_end|>`,
+`<|image_pad|>`, `<|video_pad|>`) are suppressed: a sampled `<|video_pad|>` asks the next forward for a video that
+is not there. Frames are sampled with the family's frame-side factor (`VideoFormat.frame_sampling`).
 
 Decoding is defined by `GenerationOptions` alone: the model's own generation config contributes only its
 end-of-sequence and padding ids (real Qwen2.5-VL checkpoints ship `top_k=1`, which would make every "sampled"
@@ -41,13 +42,13 @@ import torch
 from transformers import GenerationConfig
 
 from temporal_rl.data import RecordError
+from temporal_rl.families import video_format
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
 from temporal_rl.video.inputs import model_inputs
 from temporal_rl.video.sampling import FrameSampling
 
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 REQUIRED_FIELDS = ("id", "video", "task", "question")
 
 
@@ -107,7 +108,8 @@ class PreparedPrompt:
     Attributes:
         record_id: the record's id.
         inputs: `input_ids`, `attention_mask` (and `mm_token_type_ids`) of shape (1, T); the video tensors
-            (`pixel_values_videos` (P, D), `video_grid_thw` (1, 3), `second_per_grid_ts` (1,)).
+            (`pixel_values_videos` (P, D), `video_grid_thw` (1, 3), the family's per-video tensors such as
+            `second_per_grid_ts` (1,)).
     """
 
     record_id: str
@@ -147,8 +149,8 @@ def left_pad_batch(features: Sequence[dict[str, torch.Tensor]], pad_token_id: in
 
     Token-aligned tensors (shape (1, T_i), the same T_i as `input_ids`) are padded on the left to
     T = max T_i: `input_ids` with `pad_token_id`, the others (`attention_mask`, `mm_token_type_ids`) with 0.
-    Every other tensor (the flattened video patches (P_i, D), `video_grid_thw` (1, 3), `second_per_grid_ts`
-    (1,)) is concatenated along dimension 0, in prompt order.
+    Every other tensor (the flattened video patches (P_i, D), `video_grid_thw` (1, 3), per-video tensors such as
+    `second_per_grid_ts` (1,)) is concatenated along dimension 0, in prompt order.
 
     Args:
         features: B dicts of tensors, each with `input_ids` of shape (1, T_i).
@@ -218,10 +220,8 @@ def _tokenizer(processor: Any) -> Any:
 
 
 def vision_token_ids(processor: Any) -> list[int]:
-    """The ids of `VISION_TOKENS` in the processor's (or tokenizer's) vocabulary; tokens it lacks are left out."""
-    tokenizer = _tokenizer(processor)
-    vocab = tokenizer.get_vocab()
-    return sorted(vocab[token] for token in VISION_TOKENS if token in vocab)
+    """The ids generation must never sample, by the processor's family (`VideoFormat.never_generated_ids`)."""
+    return video_format(processor).never_generated_ids(processor)
 
 
 def _as_list(value: Any) -> list[int]:
@@ -279,8 +279,8 @@ def prepare_prompt(
     Args:
         record: a canonical record; `video` is used as given (absolute as `read_records` returns it, else
             relative to the working directory).
-        processor: a Qwen2.5-VL processor (chat template, tokenizer, video processor).
-        sampling: the frame budget.
+        processor: the model's processor (chat template, tokenizer, video processor).
+        sampling: the frame budget (with the family's frame-side factor, `VideoFormat.frame_sampling`).
         cache: the on-disk frame cache (None: decode every time).
         prompt: think / span format.
 
@@ -296,7 +296,7 @@ def prepare_prompt(
         raise PromptError(record_id, f"field {missing[0]!r} is missing or empty")
     try:
         messages = prompt.messages(record)
-        video = load_video(record["video"], sampling, cache)
+        video = load_video(record["video"], video_format(processor).frame_sampling(sampling), cache)
     except (ValueError, VideoError) as err:  # RecordError is a ValueError
         reason = str(err) if not isinstance(err, RecordError) else err.reason
         raise PromptError(record_id, reason) from err
@@ -359,7 +359,7 @@ def iter_generations(
     """Generate for every record, `generation.batch_size` records per `generate` call, yielding in record order.
 
     Args:
-        model: a Qwen2.5-VL model (or a PEFT model around one), on any device; inputs follow it.
+        model: a model of a supported family (or a PEFT model around one), on any device; inputs follow it.
         processor: its processor.
         records: canonical records (`temporal_rl.data.read_records`).
         sampling, cache: the frame budget and the frame cache.

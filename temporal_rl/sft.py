@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on video rows: the collator that turns rows into a Qwen2.5-VL batch, the loss on the answer.
+"""Supervised fine-tuning on video rows: the collator that turns rows into a model batch, the loss on the answer.
 
 TRL's SFTTrainer does the training (with `dataset_kwargs={"skip_prepare_dataset": True}` and
 `remove_unused_columns=False`, so the raw rows reach the collator); this module only builds batches: each row's
@@ -8,13 +8,16 @@ completion only.
 Three things are pluggable, so one collator serves every supervised stage:
 
 - `frames(row) -> SampledVideo`: the frames the model sees. Default `PathFrames(sampling, cache)`: the row's own
-  video at the frame budget, as the GRPO trainer samples it (the SFT warm start). The ViaRL answer stage passes
+  video at the frame budget (with the model family's frame-side factor), as the GRPO trainer samples it (the SFT
+  warm start). The ViaRL answer stage passes
   the frames its selector picked (`temporal_rl.viarl.answer_stage.SelectedFrames`).
 - `messages(row) -> list[dict]`: the chat prompt (default `PromptOptions.messages`); its one video block gets the
   frames above.
 - `completion(row) -> str`: the target text (default `PromptOptions.answer`, the gold answer).
 
-This module owns batch building for supervised training; it does not decide which frames or which text.
+What differs between model families (placeholder ids, per-video tensors, frame sizes) is asked of
+`temporal_rl.families.video_format(processor)`. This module owns batch building for supervised training; it does not
+decide which frames or which text.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from temporal_rl.families import video_format
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.inputs import mm_token_type_ids, model_inputs
@@ -50,13 +54,13 @@ class PathFrames:
 
 class VideoSFTCollator:
     """Rows -> `input_ids`, `attention_mask`, `labels` (-100 outside the completion), `mm_token_type_ids` (B, L),
-    and the video inputs `pixel_values_videos` (sum of patches, D), `video_grid_thw` (B, 3), `second_per_grid_ts`
-    (B,).
+    and the video inputs `pixel_values_videos` (sum of patches, D), `video_grid_thw` (B, 3) and the family's
+    per-video tensors (`VideoFormat.row_tensors`, e.g. Qwen2.5-VL's `second_per_grid_ts` (B,)).
 
     Sequences are right-padded; a row is `prompt + completion + <|im_end|>` with the loss on the last two.
 
     Args:
-        processor: a Qwen2.5-VL processor.
+        processor: the model's processor (any supported family).
         sampling, cache: frame budget and cache of the default frame source (ignored when `frames` is given).
         prompt: the prompt wording and answer format of the default `messages` and `completion`.
         frames: `row -> SampledVideo`, the frames of the row's one video block (default `PathFrames`).
@@ -78,13 +82,13 @@ class VideoSFTCollator:
         if frames is None and sampling is None:
             raise ValueError("VideoSFTCollator needs a frame budget (sampling) or a frame source (frames=...)")
         self.processor = processor
+        self.video_format = video_format(processor)
         self.prompt = prompt or PromptOptions()
-        self.frames = frames or PathFrames(sampling, cache)
+        self.frames = frames or PathFrames(self.video_format.frame_sampling(sampling), cache)
         self.messages = messages or self.prompt.messages
         self.completion = completion or self.prompt.answer
         self.tokenizer = processor.tokenizer
-        self.video_token_id = self.tokenizer.convert_tokens_to_ids(processor.video_token)
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
+        self.image_token_id, self.video_token_id = self.video_format.placeholder_ids(processor)
 
     def completion_ids(self, row: dict) -> list[int]:
         """The token ids of the row's target completion followed by the end-of-turn token."""
@@ -122,5 +126,5 @@ class VideoSFTCollator:
             "mm_token_type_ids": mm_token_type_ids(input_ids, self.image_token_id, self.video_token_id),
             "pixel_values_videos": torch.cat([e["pixel_values_videos"] for e in encoded]),
             "video_grid_thw": torch.cat([e["video_grid_thw"] for e in encoded]),
-            "second_per_grid_ts": torch.cat([torch.as_tensor(e["second_per_grid_ts"]) for e in encoded]).float(),
+            **self.video_format.row_tensors_of(encoded),
         }

@@ -24,6 +24,7 @@ from trl import SFTTrainer
 
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
+from temporal_rl.families import family_of
 from temporal_rl.models.loading import TemporalModelConfig, load_model, load_processor, lora_config
 from temporal_rl.sft import FrameSource, VideoSFTCollator
 
@@ -40,10 +41,11 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.Dataset, datasets.Da
 
 
 def load_trainable_model(model_args: TemporalModelConfig, adapter: str | os.PathLike | None = None) -> tuple:
-    """The model to train and the LoRA config for its trainer: `(load_model(model_args), lora_config(model_args))`,
-    or, to continue a LoRA adapter, `(PeftModel with adapter loaded trainable, None)`."""
+    """The model to train and the LoRA config for its trainer: `(load_model(model_args), lora_config(model_args,
+    its family))`, or, to continue a LoRA adapter, `(PeftModel with adapter loaded trainable, None)`."""
     if adapter is None:
-        return load_model(model_args), lora_config(model_args)
+        model = load_model(model_args)
+        return model, lora_config(model_args, family_of(model))
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter} holds no LoRA adapter (adapter_config.json) to continue")
     return load_model(model_args, adapter=adapter, adapter_trainable=True), None

@@ -26,6 +26,22 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen2_5_vl"))
 
 
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory, tiny_model_dir):
+    """`tiny_family_dir(family)`: the tiny model directory of a model family (`temporal_rl.families.FAMILIES`), each
+    built once per test session, on first use."""
+    from temporal_rl.models.tiny import TinySpec, build_tiny_model
+
+    built = {"qwen2_5_vl": tiny_model_dir}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = build_tiny_model(tmp_path_factory.mktemp(f"tiny_{family}"), TinySpec(family=family))
+        return built[family]
+
+    return get
+
+
 @pytest.fixture
 def fresh_python():
     """Runs a Python script in a fresh interpreter (this checkout first on the path); fails with its stderr."""

@@ -77,4 +77,23 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     assert any("reward" in entry for entry in saved["rl_logs"][GRPO])
     assert [point["step"] for point in saved["warm_start_curve"]] == [3, 4]
     assert saved["sft_config"]["max_steps"] == 4
+    for row, script in ((GRPO, "grpo.py"), (CONTROL, "sft.py")):  # the commands recorded are the ones that ran
+        command = saved["equal_compute_commands"][row]
+        assert command[1].endswith(script)
+        assert command[command.index("--model_name_or_path") + 1] == str(out / "sft")
+        assert float(command[command.index("--max_train_seconds") + 1]) == config.rl_seconds
     assert (out / "report.png").stat().st_size > 10_000
+
+
+def test_frame_budget_keeps_the_recipe_frames_in_each_family_sides(tmp_path):
+    from temporal_rl.experiments.demo import frame_budget
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("video_max_pixels: 3136\n")  # 56 x 56: 2 x 28, not a multiple of 32
+    assert frame_budget("qwen2_5_vl", str(recipe)) == {}
+    assert frame_budget("qwen3_vl", str(recipe)) == frame_budget("qwen3_5", str(recipe)) == {"video_max_pixels": 4096}
+    recipe.write_text("video_max_pixels: 4096\n")  # 64 x 64: 2 x 32
+    assert frame_budget("qwen3_vl", str(recipe)) == {}
+    assert frame_budget("qwen2_5_vl", str(recipe)) == {"video_max_pixels": 84 * 84}
+    with pytest.raises(ValueError, match="unknown model family 'qwen9'"):
+        DemoConfig(family="qwen9")

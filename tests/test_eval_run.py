@@ -4,6 +4,7 @@ The model is the tiny one with its weights shaken (seeded), so that completions 
 resumed run that lost or repeated a record could not pass for an uninterrupted one.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,12 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.video_utils import VideoMetadata
 
 from data_tools.synth import generate_dataset
+from temporal_rl.configs import VideoArguments
 from temporal_rl.data import read_records, write_jsonl
 from temporal_rl.eval.run import benchmark_breakdowns, breakdown, group_scores, macro_mean, parse_args
 from temporal_rl.eval.run import main as run_main
+from temporal_rl.families import DEFAULT_FAMILY, FAMILIES
+from temporal_rl.prompts import build_messages
 from temporal_rl.resumable import drop_torn_tail
+from temporal_rl.video.decode import decode_video
 from temporal_rl.video.sampling import FrameSampling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,3 +244,40 @@ def test_group_scores_and_macro_mean_on_span_tasks():
     records = [{"meta": {"question_type": "appear"}}, {"meta": {}}]
     assert breakdown(records, samples, "question_type") == {"appear": {"n": 1, "mIoU": 50.0}}
     assert macro_mean({}) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != DEFAULT_FAMILY])
+def test_other_families_end_to_end(family, tiny_family_dir, data_file, tmp_path):
+    """The run on another family's tiny model (64 px frames, sides x 32): every present record answered, its prompt
+    as long as an independent processor call on the record's decoded frames makes it (video tokens and the
+    `<t seconds>` texts), the missing video skipped and counted."""
+    out = tmp_path / "run"
+    model_dir = tiny_family_dir(family)
+    assert run(model_dir, data_file, out, "--video-max-pixels", str(64 * 64)) == 0
+    rows = {row["id"]: row for row in map(json.loads, prediction_lines(out))}
+    records = [r for r in read_records(data_file, check_video=False) if r["id"] != "video-gone"]
+    assert list(rows) == [r["id"] for r in records]
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    factor = processor.video_processor.patch_size * processor.video_processor.merge_size
+    video_args = VideoArguments(video_min_pixels=28 * 28, video_max_pixels=64 * 64)
+    sampling = dataclasses.replace(video_args.frame_sampling(), image_factor=factor)
+    for record in records:
+        options = video_args.prompt_options()
+        messages = build_messages(
+            record, think=options.think, span_format=options.span_format, video_position=options.video_position
+        )
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        video = decode_video(record["video"], sampling)
+        assert video.frames.shape[1:3] == (64, 64)
+        metadata = VideoMetadata(
+            total_num_frames=video.total_frames, fps=video.source_fps, frames_indices=video.indices
+        )
+        videos_kwargs = {"video_metadata": [metadata], "do_sample_frames": False, "do_resize": False}
+        inputs = processor(text=[text], videos=[video.frames], videos_kwargs=videos_kwargs, return_tensors="pt")
+        assert rows[record["id"]]["prompt_tokens"] == inputs["input_ids"].shape[1], record["id"]
+        assert "seconds>" in processor.tokenizer.decode(inputs["input_ids"][0])
+        assert 1 <= rows[record["id"]]["completion_tokens"] <= 8
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["counts"]["queries"] == 7 and metrics["counts"]["missing"] == 1

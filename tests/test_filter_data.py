@@ -33,6 +33,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.data import RecordError, read_records
+from temporal_rl.families import DEFAULT_FAMILY, FAMILIES
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.run import (
     FIGURE_FILE,
@@ -154,7 +155,19 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_outputs_exist_and_agree(reference, data_file):
-    out, report = reference
+    _check_outputs(*reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != DEFAULT_FAMILY])
+def test_other_families_filter_the_same_way(family, tiny_family_dir, data_file, reward_path, tmp_path):
+    """The whole run on another family's tiny model (the default's is `reference`), 64 px frames (sides x 32)."""
+    out = tmp_path / "out"
+    report = _run(_config(tiny_family_dir(family), data_file, out, video_max_pixels=64 * 64))
+    _check_outputs(out, report)
+
+
+def _check_outputs(out, report):
     for name in (SCORED_FILE, FILTERED_FILE, REPORT_FILE, FIGURE_FILE):
         assert (out / name).is_file(), name
     assert (out / FIGURE_FILE).read_bytes().startswith(b"\x89PNG")

@@ -1,27 +1,37 @@
-"""TemporalGRPOTrainer: the loss-side log-probs are those of the model given each row's video.
+"""TemporalGRPOTrainer: the loss-side log-probs are those of the model given each row's video, for every model family.
 
 The reference is an independent forward per row: the processor on the row's prompt and its video (decoded
-afresh, not from the trainer's cache) plus the sampled completion ids, one sequence, no padding. Ours (vision
-outputs shared across the group, the default) and the plain baseline (every row encoded in every forward) pass;
-stock GRPOTrainer, given the same video rollouts, fails the same comparison.
+afresh, not from the trainer's cache, and handed to the processor with arguments written here, not the family
+seam's) plus the sampled completion ids, one sequence, no padding. The rollouts mix grounding, mcq and grounded_qa
+rows of different lengths, rendered at 2, 5 and 3 fps and sampled at 1 fps, and go through TRL's shuffle and split.
+Ours (vision outputs shared across the group, the default) and the plain baseline (every row encoded in every
+forward) pass; stock GRPOTrainer, given the same video rollouts, fails the same comparison.
 """
+
+import dataclasses
+import re
 
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.video_utils import VideoMetadata
 
 from data_tools.synth import generate_dataset
+from data_tools.synth.presets import get_preset
 from temporal_rl.data import load_dataset, read_records, write_jsonl
+from temporal_rl.families import FAMILIES
 from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.baselines import PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.trainer import TemporalGRPOTrainer, add_video_prompts
+from temporal_rl.grpo.video_rows import ROW_TENSOR_PREFIX
 from temporal_rl.prompts import build_messages
 from temporal_rl.rewards import get_reward_funcs
 from temporal_rl.video.decode import decode_video
-from temporal_rl.video.inputs import processor_video_kwargs
 
-SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 56 * 56}
+# 56 px synthetic frames stay 56 px for Qwen2.5-VL (sides x 28) and become 64 px for Qwen3-VL and Qwen3.5 (x 32).
+SMALL_FRAMES = {"video_min_pixels": 28 * 28, "video_max_pixels": 64 * 64}
+SOURCE_FPS = {"grounding": 2, "mcq": 5, "grounded_qa": 3}  # rendered frame rates; sampled at 1 fps
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +39,9 @@ def mixed_jsonl(tmp_path_factory):
     """Grounding, mcq and grounded_qa rows of different video lengths, interleaved, in one canonical file."""
     root = tmp_path_factory.mktemp("mixed")
     per_task = {}
-    for task in ("grounding", "mcq", "grounded_qa"):
-        generate_dataset(task, "train", 4, "trainer-test", root / task, workers=1, progress=False)
+    for task, fps in SOURCE_FPS.items():
+        difficulty = dataclasses.replace(get_preset("tiny"), fps=fps)
+        generate_dataset(task, "train", 4, "trainer-test", root / task, difficulty, workers=1, progress=False)
         per_task[task] = read_records(root / task / "data.jsonl")
     rows = [per_task[task][i] for i in range(4) for task in per_task]
     for number, row in enumerate(rows):  # a unique question lets the test find each row's record again
@@ -59,6 +70,7 @@ def _config(tmp_path, **overrides):
         reward_funcs=["format", "iou", "accuracy"],
         frame_cache_dir=str(tmp_path / "frames"),
         seed=0,
+        video_fps=1.0,
         **SMALL_FRAMES,
     )
     settings.update(overrides)
@@ -72,10 +84,11 @@ def _capturing(trainer_cls):
     class Capturing(trainer_cls):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.captured, self.rollout_logps, self._in_loss = [], [], False
+            self.captured, self.rollout_logps, self.row_tensors, self._in_loss = [], [], [], False
 
         def _compute_loss(self, model, inputs):
             self.rollout_logps.append({k: inputs.get(k) for k in ("old_per_token_logps", "ref_per_token_logps")})
+            self.row_tensors.append({k: v for k, v in inputs.items() if k.startswith(ROW_TENSOR_PREFIX)})
             self._in_loss = True
             try:
                 return super()._compute_loss(model, inputs)
@@ -94,11 +107,17 @@ def _capturing(trainer_cls):
 
 
 def _reference_logps(model, processor, record, prompt_ids, completion_ids, sampling, span_format):
-    """Log-probs of `completion_ids` after the record's prompt and video, from one unpadded forward."""
+    """Log-probs of `completion_ids` after the record's prompt and video, from one unpadded forward.
+
+    The frames: the record's video decoded with the run's budget, frame sides a multiple of the processor's patch
+    size x merge size; handed over as they are, with their real fps and source frame indices."""
     messages = build_messages(record, span_format=span_format)
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    video = decode_video(record["video"], sampling)
-    inputs = processor(text=[text], return_tensors="pt", **processor_video_kwargs([video]))
+    factor = processor.video_processor.patch_size * processor.video_processor.merge_size
+    video = decode_video(record["video"], dataclasses.replace(sampling, image_factor=factor))
+    metadata = VideoMetadata(total_num_frames=video.total_frames, fps=video.source_fps, frames_indices=video.indices)
+    video_kwargs = {"video_metadata": [metadata], "do_sample_frames": False, "do_resize": False}
+    inputs = processor(text=[text], videos=[video.frames], videos_kwargs=video_kwargs, return_tensors="pt")
     assert inputs["input_ids"][0].tolist() == prompt_ids  # the trainer's prompt is this prompt
     inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([completion_ids])], dim=1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
@@ -144,16 +163,65 @@ def _max_logp_errors(trainer, records_by_question, model, processor, config):
     return worst
 
 
+# How each family is given the time of its frames: `second_per_grid_ts` (seconds per temporal patch, M-RoPE), or a
+# `<t seconds>` text before each temporal patch in the prompt. A new family must say which here.
+TIME_SIGNAL = {"qwen2_5_vl": "second_per_grid_ts", "qwen3_vl": "text", "qwen3_5": "text"}
+TIMESTAMP_TEXT = re.compile(r"<(\d+\.\d) seconds>")
+
+
+def _check_times_match_the_sampled_frames(trainer, records_by_question, processor, config, family):
+    """Every captured row's time signal against its video's sampled frames, decoded here (their times are checked
+    by pixels in tests/test_pipeline.py). Text: each temporal patch (2 frames) at the middle of its two frames, one
+    decimal. `second_per_grid_ts`: Qwen's convention (qwen-vl-utils'), 2 frames at the mean sampling rate, N frames
+    over the clip's F source frames at f fps: 2 F / (N f); the patches' times (k x that, from the first) can then
+    drift from the frames' (linspace over the clip) by up to half a patch. Returns (rows checked, the worst
+    |time given - time of the frames| in seconds)."""
+    tokenizer, checked, drift = processor.tokenizer, 0, 0.0
+    for (input_ids, attention_mask, logits_to_keep, _), row_tensors in zip(
+        trainer.captured, trainer.row_tensors, strict=True
+    ):
+        for row in range(input_ids.size(0)):
+            prompt_ids = input_ids[row, :-logits_to_keep][attention_mask[row, :-logits_to_keep].bool()].tolist()
+            prompt_text = tokenizer.decode(prompt_ids)
+            (record,) = [r for q, r in records_by_question.items() if q in prompt_text]
+            video = decode_video(record["video"], config.frame_sampling())
+            times = video.timestamps
+            assert len(times) % 2 == 0 and len(times) >= 4
+            if TIME_SIGNAL[family] == "text":
+                middles = [(a + b) / 2 for a, b in zip(times[0::2], times[1::2], strict=True)]
+                given = TIMESTAMP_TEXT.findall(prompt_text)
+                assert given == [f"{t:.1f}" for t in middles], (record["id"], prompt_text)
+                drift = max(drift, *(abs(float(g) - t) for g, t in zip(given, middles, strict=True)))
+                assert not row_tensors
+            else:
+                step = float(row_tensors[ROW_TENSOR_PREFIX + "second_per_grid_ts"][row])
+                assert step == pytest.approx(2 * video.total_frames / (len(times) * video.source_fps), rel=1e-6)
+                starts = times[0::2] - times[0]
+                worst = max(abs(k * step - start) for k, start in enumerate(starts))
+                assert worst <= step / 2, (record["id"], step, starts)
+                drift = max(drift, worst)
+                assert "seconds>" not in prompt_text
+            checked += 1
+    return checked, drift
+
+
+TRAINERS = {"ours": TemporalGRPOTrainer, "plain": PlainVideoGRPOTrainer, "stock": StockGRPOWithVideoRollouts}
+# Ours on every family; the baselines (the plain fix, the stock control that must fail) on the first one, the stock
+# control also on Qwen3-VL (its loss-side forwards lose the video there as well).
+RUNS = [(family, "ours") for family in FAMILIES]
+RUNS += [("qwen2_5_vl", "plain"), ("qwen2_5_vl", "stock"), ("qwen3_vl", "stock")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "trainer_cls",
-    [TemporalGRPOTrainer, PlainVideoGRPOTrainer, StockGRPOWithVideoRollouts],
-    ids=["ours", "plain", "stock"],
+    ("family", "trainer"),
+    RUNS,
 )
-def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model_dir, mixed_jsonl, tmp_path):
+def test_loss_logps_match_an_independent_forward_per_row(family, trainer, tiny_family_dir, mixed_jsonl, tmp_path):
+    trainer_cls = TRAINERS[trainer]
     torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
-    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_family_dir(family))
+    processor = AutoProcessor.from_pretrained(tiny_family_dir(family))
     config = _config(tmp_path)
     dataset = load_dataset(mixed_jsonl)
     records_by_question = {r["question"]: r for r in read_records(mixed_jsonl)}
@@ -170,17 +238,21 @@ def test_loss_logps_match_an_independent_forward_per_row(trainer_cls, tiny_model
     trainer.train()
     assert len(trainer.captured) == config.max_steps  # one policy forward per optimizer step (no accumulation)
     errors = _max_logp_errors(trainer, records_by_question, model.eval(), processor, config)
-    print(f"{trainer_cls.__name__}: max |log-prob error| {errors}")
+    print(f"{family} {trainer_cls.__name__}: max |log-prob error| {errors}")
     if trainer_cls is not StockGRPOWithVideoRollouts:
         assert max(errors.values()) < 1e-5
+        rows, drift = _check_times_match_the_sampled_frames(trainer, records_by_question, processor, config, family)
+        assert rows == config.max_steps * config.per_device_train_batch_size
+        print(f"{family}: time signal checked on {rows} rows; worst |given - frame time| {drift:.3f} s")
     else:  # stock TRL scores the completions without the video, in every loss-side forward
         assert min(errors.values()) > 1e-2
 
 
 @pytest.mark.slow
-def test_vision_tokens_are_never_sampled_and_mixed_tasks_are_scored(tiny_model_dir, mixed_jsonl, tmp_path):
-    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
-    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_vision_tokens_are_never_sampled_and_mixed_tasks_are_scored(family, tiny_family_dir, mixed_jsonl, tmp_path):
+    model = AutoModelForImageTextToText.from_pretrained(tiny_family_dir(family))
+    processor = AutoProcessor.from_pretrained(tiny_family_dir(family))
     forbidden = vision_token_ids(processor)
 
     def favour_vision_tokens(module, inputs, output):  # the model alone would emit them every time

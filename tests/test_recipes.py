@@ -29,6 +29,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
+from temporal_rl.families import family_of
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig, lora_config
 from temporal_rl.rewards import REWARDS, get_reward_funcs
@@ -64,16 +65,25 @@ MODEL_RECIPES = sorted(
     for p in RECIPES.rglob("*.yaml")
     if ACCELERATE_CONFIGS not in p.parents and p not in FILTER_RECIPES and p not in VIARL_RECIPES
 )
-REAL_SIZE_RECIPES = [p for p in MODEL_RECIPES if p.parts[-3].startswith("Qwen2.5-VL-") and not _is_viarl(p)]
+# Real-size model folders and their family; the model folder name is the Hub id's.
+REAL_SIZE_MODELS = {
+    "Qwen2.5-VL-3B-Instruct": ("qwen2_5_vl", "3B"),
+    "Qwen2.5-VL-7B-Instruct": ("qwen2_5_vl", "7B"),
+    "Qwen3-VL-8B-Instruct": ("qwen3_vl", "8B"),
+}
+REAL_SIZE_RECIPES = [p for p in MODEL_RECIPES if p.parts[-3] in REAL_SIZE_MODELS and not _is_viarl(p)]
 CPU_OVERRIDES = ["--bf16", "false", "--use_cpu", "true"]
 
 # LoRA r=64 on q,k,v,o,gate,up,down of every decoder layer, nothing on the ViT (meta-device counts of the public
-# architectures; the 3B figure is the one in the project's performance model).
-LORA_R64_TRAINABLE = {"3B": 119_734_272, "7B": 161_480_704}
+# architectures; the 3B figure is the one in the project's performance model). Qwen3-VL-8B by hand: 36 layers x 64 x
+# (q 4096+4096, k and v 4096+1024 each, o 4096+4096, gate and up 4096+12288 each, down 12288+4096) = 174,587,904.
+LORA_R64_TRAINABLE = {"3B": 119_734_272, "7B": 161_480_704, "8B": 174_587_904}
 # Temporal-RLT's released settings (arXiv 2506.01908): G=8, temperature 1, lr 1e-6, KL 1e-2 as a loss, clip 0.2,
 # 2048 visual tokens per video.
 PAPER_SETTINGS = dict(num_generations=8, temperature=1.0, learning_rate=1e-6, beta=0.01, epsilon=0.2)
-VISUAL_TOKEN_BUDGET = 2048 * 28 * 28
+# 2048 visual tokens per video: a token is 28x28 px for Qwen2.5-VL (14 px patches, 2x2 merge), 32x32 px for Qwen3-VL
+# (16 px patches).
+VISUAL_TOKEN_BUDGET = {"qwen2_5_vl": 2048 * 28 * 28, "qwen3_vl": 2048 * 32 * 32}
 TASK_REWARDS = {
     "charades_sta": ["iou", "format"],
     "charades_sta_qlora": ["iou", "format"],
@@ -148,6 +158,7 @@ def test_every_recipe_kind_is_shipped():
     for model in ("Qwen2.5-VL-3B-Instruct", "Qwen2.5-VL-7B-Instruct"):
         for recipe in (*(f"grpo/{task}.yaml" for task in TASK_REWARDS), "sft/charades_sta.yaml"):
             assert f"{model}/{recipe}" in names
+    assert {"Qwen3-VL-8B-Instruct/grpo/charades_sta.yaml", "Qwen3-VL-8B-Instruct/sft/charades_sta.yaml"} <= names
     assert {p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")} >= {
         "single_gpu", "ddp", "zero2", "zero3", "fsdp", "cpu_2proc"
     }  # fmt: skip
@@ -177,7 +188,7 @@ def test_real_size_recipe_settings(path):
     assert model_args.use_peft and (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (64, 128, 0)
     assert not model_args.lora_vision_tower
     assert config.activation_checkpointing and config.gradient_checkpointing
-    assert config.video_total_pixels == VISUAL_TOKEN_BUDGET
+    assert config.video_total_pixels == VISUAL_TOKEN_BUDGET[REAL_SIZE_MODELS[model_dir][0]]
     # placeholders under data/ and runs/, one output directory per recipe
     assert data_args.train_file.startswith("data/") and data_args.train_file.endswith(".jsonl")
     assert config.output_dir == f"runs/{model_dir}/{kind}/{task}"
@@ -196,16 +207,18 @@ def test_real_size_recipe_settings(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", ["3B", "7B"])
-def test_lora_leaves_the_vision_tower_alone_on_the_real_architecture(size):
+@pytest.mark.parametrize("model_dir", list(REAL_SIZE_MODELS))
+def test_lora_leaves_the_vision_tower_alone_on_the_real_architecture(model_dir):
     """The recipe's LoraConfig, applied to the real architecture on the meta device: adapters on the 7 projections
-    of every decoder layer only, exactly the parameter count of the memory plan."""
+    of every decoder layer only, exactly the parameter count of the memory plan (Qwen3-VL-8B: counted by hand)."""
     from peft import get_peft_model
 
-    from temporal_rl.models.qwen import build_qwen2_5_vl
+    from temporal_rl.models.qwen import build_architecture
 
-    _, _, model_args = _parse(RECIPES / f"Qwen2.5-VL-{size}-Instruct/grpo/charades_sta.yaml", *CPU_OVERRIDES)
-    model = get_peft_model(build_qwen2_5_vl(size, device="meta"), lora_config(model_args))
+    family, size = REAL_SIZE_MODELS[model_dir]
+    _, _, model_args = _parse(RECIPES / f"{model_dir}/grpo/charades_sta.yaml", *CPU_OVERRIDES)
+    base = build_architecture(family, size, device="meta")
+    model = get_peft_model(base, lora_config(model_args, family_of(base)))
     adapted = [name for name, _ in model.named_parameters() if ".lora_" in name]
     assert adapted and not [name for name in adapted if ".visual." in name]
     assert {name.split(".")[-4] for name in adapted} == set(model_args.lora_target_modules)
@@ -223,7 +236,8 @@ def test_lora_vision_tower_exclusion_is_what_keeps_the_vit_frozen():
 
     path = RECIPES / "Qwen2.5-VL-3B-Instruct/grpo/charades_sta.yaml"
     _, _, model_args = _parse(path, *CPU_OVERRIDES, "--lora_vision_tower", "true")
-    model = get_peft_model(build_qwen2_5_vl("3B", device="meta"), lora_config(model_args))
+    base = build_qwen2_5_vl("3B", device="meta")
+    model = get_peft_model(base, lora_config(model_args, family_of(base)))
     assert any(".visual." in name and ".lora_" in name for name, _ in model.named_parameters())
 
 
@@ -272,7 +286,7 @@ def test_viarl_recipe_parses_with_its_stages(path, monkeypatch):
     assert answer[1].prompt_options() == selector[1].prompt_options()
     assert selector[1].answer_model_name_or_path == answer[2].model_name_or_path
     assert selector[2].use_peft and selector[1].kl_coef > 0  # the reference policy: adapters disabled
-    if "Qwen2.5-VL-" in str(path):
+    if path.parts[-3] in REAL_SIZE_MODELS:
         return
     from temporal_rl.viarl.amplification import ViaRLRun
 
@@ -281,12 +295,21 @@ def test_viarl_recipe_parses_with_its_stages(path, monkeypatch):
     assert (run.spec.num_candidates, run.spec.num_select) == (32, 2)
 
 
-@pytest.mark.parametrize("name", ["videoqa", "videoqa_4bit"])
-def test_viarl_real_size_settings(name):
-    config = _viarl_config(RECIPES / f"Qwen2.5-VL-3B-Instruct/viarl/{name}.yaml")
+# (recipe, selector model, answer model)
+VIARL_REAL_SIZE = [
+    ("Qwen2.5-VL-3B-Instruct/viarl/videoqa", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    ("Qwen2.5-VL-3B-Instruct/viarl/videoqa_4bit", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    ("Qwen3-VL-8B-Instruct/viarl/videoqa", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "selector_id", "answer_id"), VIARL_REAL_SIZE, ids=lambda v: str(v))
+def test_viarl_real_size_settings(recipe, selector_id, answer_id):
+    name = Path(recipe).name
+    config = _viarl_config(RECIPES / f"{recipe}.yaml")
     assert config.num_cycles == 2 and config.answer_target == "letter"
     assert config.answer_warmstart_recipe is None and config.selector_warmstart_recipe is None
-    assert config.output_dir == f"runs/Qwen2.5-VL-3B-Instruct/viarl/{name}"
+    assert config.output_dir == f"runs/{recipe}"
     _, selector, selector_model = _parse(REPO / config.selector_recipe, *CPU_OVERRIDES)
     _, answer, answer_model = _parse(REPO / config.answer_recipe, *CPU_OVERRIDES)
     for key, value in VIARL_PAPER.items():
@@ -294,8 +317,8 @@ def test_viarl_real_size_settings(name):
     assert selector.reward_funcs == ["selector_format", "selector_index", "selector_length", "selector_answer"]
     assert (selector.length_min_tokens, selector.length_max_tokens) == (80, 512)
     assert selector.answer_load_in_4bit == name.endswith("_4bit")
-    assert selector_model.model_name_or_path == "Qwen/Qwen2.5-VL-3B-Instruct"
-    assert selector.answer_model_name_or_path == answer_model.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert selector_model.model_name_or_path == selector_id
+    assert selector.answer_model_name_or_path == answer_model.model_name_or_path == answer_id
     for model_args, training in ((selector_model, selector), (answer_model, answer)):
         assert model_args.use_peft and (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (
             64,

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from data_tools.synth.encode import encode_mp4
+from temporal_rl.families import FAMILIES
 from temporal_rl.viarl.candidates import candidate_frames
 from temporal_rl.viarl.selector import build_selector_messages
 from temporal_rl.video.inputs import model_inputs, processor_video_kwargs
@@ -318,7 +319,9 @@ def test_rollout_advantages_and_reference_log_probs(estimator, tiny_model_dir, p
 
 
 @pytest.mark.slow
-def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, tmp_path):
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_train_selector_writes_a_loadable_adapter(family, tiny_family_dir, needle_jsonl, tmp_path):
+    """Selector and answer model of one family (Qwen3-VL and Qwen3.5: the 56 px candidates fitted to 64 px)."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
@@ -326,6 +329,7 @@ def test_train_selector_writes_a_loadable_adapter(tiny_model_dir, needle_jsonl, 
     from temporal_rl.models.loading import TemporalModelConfig
     from temporal_rl.viarl.selector_trainer import train_selector
 
+    tiny_model_dir = tiny_family_dir(family)
     # gamma < 1 makes the returns differ along a completion even when all rewards are equal: the adapter moves.
     config = _config(tmp_path, tiny_model_dir, max_steps=2, learning_rate=1e-2, gamma=0.5, gradient_checkpointing=True)
     model_args = TemporalModelConfig(model_name_or_path=str(tiny_model_dir), use_peft=True, lora_r=4, lora_alpha=8)

@@ -1,20 +1,23 @@
 """The SFT warm start: batches hold the prompt with its video and the gold answer, the loss on the answer only."""
 
+import dataclasses
+
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.video_utils import VideoMetadata
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
+from temporal_rl.families import FAMILIES
 from temporal_rl.models.loading import TemporalModelConfig
 from temporal_rl.prompts import PromptOptions, build_messages, format_answer
 from temporal_rl.sft import IGNORE_INDEX, VideoSFTCollator
 from temporal_rl.training import train_sft
 from temporal_rl.video.cache import FrameCache
 from temporal_rl.video.decode import decode_video
-from temporal_rl.video.inputs import processor_video_kwargs
 from temporal_rl.video.sampling import FrameSampling
 
 SAMPLING = FrameSampling(fps=2.0, min_pixels=28 * 28, max_pixels=56 * 56)
@@ -27,19 +30,27 @@ def grounding_jsonl(tmp_path_factory):
     return root / "data.jsonl"
 
 
-def test_collator_masks_everything_but_the_answer(tiny_model_dir, grounding_jsonl, tmp_path):
-    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_collator_masks_everything_but_the_answer(family, tiny_family_dir, grounding_jsonl, tmp_path):
+    processor = AutoProcessor.from_pretrained(tiny_family_dir(family))
     rows = [load_dataset(grounding_jsonl)[i] for i in range(3)]
-    batch = VideoSFTCollator(processor, SAMPLING, FrameCache(tmp_path), PromptOptions(span_format="plain"))(rows)
+    # 56 px frames: 56 px for Qwen2.5-VL (sides x 28), 64 px for Qwen3-VL and Qwen3.5 (sides x 32).
+    sampling = dataclasses.replace(SAMPLING, max_pixels=64 * 64)
+    batch = VideoSFTCollator(processor, sampling, FrameCache(tmp_path), PromptOptions(span_format="plain"))(rows)
     tokenizer = processor.tokenizer
+    factor = processor.video_processor.patch_size * processor.video_processor.merge_size
     for i, row in enumerate(rows):
-        # Independent: the processor on this row's prompt and freshly decoded frames.
+        # Independent: the processor on this row's prompt and freshly decoded frames, its arguments written here.
         text = processor.apply_chat_template(
             build_messages(row, span_format="plain"), add_generation_prompt=True, tokenize=False
         )
-        prompt = processor(
-            text=[text], return_tensors="pt", **processor_video_kwargs([decode_video(row["video"], SAMPLING)])
+        video = decode_video(row["video"], dataclasses.replace(sampling, image_factor=factor))
+        assert video.frames.shape[1:3] == (2 * factor, 2 * factor)
+        metadata = VideoMetadata(
+            total_num_frames=video.total_frames, fps=video.source_fps, frames_indices=video.indices
         )
+        videos_kwargs = {"video_metadata": [metadata], "do_sample_frames": False, "do_resize": False}
+        prompt = processor(text=[text], videos=[video.frames], videos_kwargs=videos_kwargs, return_tensors="pt")
         prompt_ids = prompt["input_ids"][0]
         length = int(batch["attention_mask"][i].sum())
         assert torch.equal(batch["input_ids"][i, : len(prompt_ids)], prompt_ids)

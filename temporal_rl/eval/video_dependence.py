@@ -53,7 +53,7 @@ def zeroed_video_kl(model, collator, rows: Sequence[dict], batch_size: int = 16)
     zeroed pixel inputs (see the module docstring): near 0 for a model that ignores the video.
 
     Args:
-        model: a Qwen2.5-VL model (put in eval mode here).
+        model: a model of a supported family (put in eval mode here).
         collator: a `VideoSFTCollator` (its prompt, frames and gold completion are what is compared).
         rows: canonical records.
         batch_size: rows per forward.

@@ -2,7 +2,8 @@
 
 On a fresh machine, with no download:
 
-1. build the tiny Qwen2.5-VL and render a synthetic grounding set (a training and a held-out test split);
+1. build the tiny model of `family` (Qwen2.5-VL by default; `make demo FAMILY=qwen3_vl`) and render a synthetic
+   grounding set (a training and a held-out test split);
 2. SFT warm start (`sft_recipe`), with its learning curve: held-out mIoU on the clip's own video and on another
    clip's video every `curve_every` steps;
 3. from that checkpoint, for the same wall-clock budget (`rl_seconds`) and on the same data, GRPO (`grpo_recipe`)
@@ -42,6 +43,7 @@ from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions
 from temporal_rl.eval.metrics import evaluate
 from temporal_rl.eval.video_dependence import swap_videos, zeroed_video_kl
+from temporal_rl.families import DEFAULT_FAMILY, FAMILIES, get_family
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import load_inference_model
 from temporal_rl.models.tiny import TinySpec, build_tiny_model
@@ -64,6 +66,9 @@ class DemoConfig:
     """The demo's knobs; the training settings themselves come from the two tiny recipes."""
 
     output_dir: str = field(default="runs/demo", metadata={"help": "Where every artefact of the demo goes."})
+    family: str = field(
+        default=DEFAULT_FAMILY, metadata={"help": f"Model family of the tiny model: {', '.join(FAMILIES)}."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the model initialisation and of every training."})
     namespace: str = field(default="demo", metadata={"help": "Synthetic data namespace (fixes the clips)."})
     num_train: int = field(default=2000, metadata={"help": "Synthetic training clips."})
@@ -86,11 +91,29 @@ class DemoConfig:
     eval_batch_size: int = field(default=32, metadata={"help": "Records per generate call in evaluation."})
 
     def __post_init__(self):
+        get_family(self.family)  # an unknown family fails here, naming the supported ones
         if self.rl_seconds <= 0:
             raise ValueError(f"rl_seconds must be positive, got {self.rl_seconds}")
         for name in ("num_train", "num_test", "curve_every", "curve_samples", "kl_samples", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive count, got {getattr(self, name)}")
+
+
+def frame_budget(family: str, recipe: str) -> dict[str, int]:
+    """Recipe overrides that keep the recipe's frame size in `family`'s frame sides: `{}` when the recipe's
+    `video_max_pixels` is a square of a multiple of the family's side factor (the tiny recipes' 56 px, Qwen2.5-VL's
+    28), else the square of the next multiple up (64 px for Qwen3-VL and Qwen3.5, factor 32), so the synthetic frames
+    are not shrunk below the recipe's size."""
+    import math
+
+    import yaml
+
+    factor = get_family(family).video.image_factor
+    max_pixels = int(yaml.safe_load(Path(recipe).read_text())["video_max_pixels"])
+    side = math.isqrt(max_pixels)
+    if side * side == max_pixels and side % factor == 0:
+        return {}
+    return {"video_max_pixels": (math.ceil(side / factor) * factor) ** 2}
 
 
 def greedy_predictions(model, processor, records: list[dict], video_args, *, max_new_tokens: int, batch_size: int):
@@ -250,7 +273,7 @@ def run_demo(config: DemoConfig) -> dict:
         timings[name] = round(time.perf_counter() - start - sum(timings.values()), 1)
         print(f"[demo] {name} done in {timings[name]:.1f} s", flush=True)  # noqa: T201
 
-    model_dir = build_tiny_model(out / "tiny-model", TinySpec(seed=config.seed))
+    model_dir = build_tiny_model(out / "tiny-model", TinySpec(family=config.family, seed=config.seed))
     data_dir = out / "data"
     for split, n in (("train", config.num_train), ("test", config.num_test)):
         generate_dataset("grounding", split, n, config.namespace, data_dir / split, progress=True)
@@ -259,6 +282,7 @@ def run_demo(config: DemoConfig) -> dict:
     stage("tiny model and synthetic data")
 
     common = {"train_file": str(train_file), "seed": config.seed, "frame_cache_dir": str(out / "frames")}
+    common.update(frame_budget(config.family, config.sft_recipe))
     sft_overrides = {**common, "model_name_or_path": str(model_dir), "output_dir": str(out / "sft")}
     sft_data, sft_config, sft_model = parse_recipe(
         config.sft_recipe, TemporalSFTConfig, {**sft_overrides, "max_steps": config.sft_steps}
@@ -349,7 +373,7 @@ def run_demo(config: DemoConfig) -> dict:
         "seed": config.seed,
         "demo_config": asdict(config),
         "sft_config": sft_config.to_dict(),
-        "grpo_config": grpo_config.to_dict(),
+        "equal_compute_commands": {name: ["python", *argv] for name, argv in jobs.items()},
         "timings_s": timings,
         "rl_logs": run_logs,
         "test_queries": len(test_records),

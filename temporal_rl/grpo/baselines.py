@@ -73,9 +73,4 @@ class PlainVideoGRPOTrainer(TemporalGRPOTrainer):
             prompt_ids += ids
             rows.append(row)
             decoded += sum(video.decoded_frames for video in videos.values())
-        joined = VideoRows(
-            pixel_values_videos=[pixels for row in rows for pixels in row.pixel_values_videos],
-            video_grid_thw=torch.cat([row.video_grid_thw for row in rows]),
-            second_per_grid_ts=torch.cat([row.second_per_grid_ts for row in rows]),
-        )
-        return prompt_ids, joined, decoded
+        return prompt_ids, VideoRows.concat(rows), decoded

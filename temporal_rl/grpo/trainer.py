@@ -3,7 +3,8 @@
 Stock TRL 1.16 generates with the video but computes the old, reference and policy log-probs of the loss without it
 (no `pixel_values_videos`, no grid, flat positions) and raises no error: it trains a different model than it
 sampled from. Here every forward — generation, old and reference log-probs, the policy forward — sees each row's
-own video, grid, `second_per_grid_ts` and token types, through TRL's shuffle and split.
+own video, grid, per-video tensors (Qwen2.5-VL's `second_per_grid_ts`) and token types, through TRL's shuffle and
+split.
 
 The vision tower runs once per distinct video per step (`args.share_vision_encoder`, on by default): with a frozen
 tower (LoRA on the language model) its outputs are computed when the rollout's prompts are encoded, kept in a
@@ -14,7 +15,7 @@ once, with gradients. Off, every forward encodes every row's video, as stock TRL
 
 This module owns the TRL override points and nothing else: frames come from `temporal_rl.video`, prompts from
 `temporal_rl.prompts`, rewards from `temporal_rl.rewards`, per-row video bookkeeping from `video_inputs`, the
-sharing mechanism from `vision_sharing`.
+sharing mechanism from `vision_sharing`, and what differs between model families from `temporal_rl.families`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import datasets
 import torch
 from trl import GRPOTrainer
 
+from temporal_rl.families import family_of
 from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.grpo.video_rows import VideoRows, encode_video_prompts
@@ -72,7 +74,8 @@ class TemporalGRPOTrainer(GRPOTrainer):
       `video/vision_patches`, the patches the vision tower(s) encoded in the step (counted by a hook on them).
 
     The constructor also stops generation from sampling vision special tokens. Images are not supported.
-    `self.share_vision_encoder` (from `args.share_vision_encoder`) switches the sharing.
+    `self.share_vision_encoder` (from `args.share_vision_encoder`) switches the sharing. `self.family` is the model's
+    family (`temporal_rl.families`): frame sizes, placeholder ids, per-video tensors and vision outputs come from it.
     """
 
     _tag_names = ["trl", "grpo", "temporal-rl", "video"]
@@ -102,7 +105,9 @@ class TemporalGRPOTrainer(GRPOTrainer):
             processing_class=processing_class,
             **kwargs,
         )
-        self.frame_sampling = args.frame_sampling()
+        self.family = family_of(self.model)
+        self.frame_sampling = self.family.video.frame_sampling(args.frame_sampling())
+        self._image_pad_token_id, self._video_pad_token_id = self.family.video.placeholder_ids(self.processing_class)
         self.frame_cache = args.frame_cache()
         self._video_rows: VideoRows | None = None
         self.share_vision_encoder = args.share_vision_encoder
@@ -170,7 +175,7 @@ class TemporalGRPOTrainer(GRPOTrainer):
             return rows
         with torch.no_grad(), self.accelerator.autocast():
             outputs = encode_videos(
-                video_model, rows.pixel_values_videos, rows.video_grid_thw, self.accelerator.device
+                self.family, video_model, rows.pixel_values_videos, rows.video_grid_thw, self.accelerator.device
             )
         keys = self._vision_cache.store(outputs, owner=video_model.visual)
         self._rollout_keys[mode] = sorted(set(keys))
@@ -192,9 +197,9 @@ class TemporalGRPOTrainer(GRPOTrainer):
         else:
 
             def features():
-                return encode_videos(video_model, rows.pixel_values_videos, rows.video_grid_thw)
+                return encode_videos(self.family, video_model, rows.pixel_values_videos, rows.video_grid_thw)
 
-        return supplied_video_features(video_model, features, self._video_pad_token_id)
+        return supplied_video_features(self.family, video_model, features, self._video_pad_token_id)
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         scope = self._shared_vision(self.model, self._video_rows) if self.share_vision_encoder else nullcontext()

@@ -5,20 +5,24 @@ reference log-probs, the policy forward). Run naively, the vision tower (ViT) en
 one of those forwards. Here:
 
 - rows that hold the same pixel tensor (or equal pixels) are one video: `distinct_rows` maps rows to videos and
-  `encode_videos` runs the ViT once over the distinct videos, returning per-row references to their outputs;
+  `encode_videos` runs the ViT once over the distinct videos (`ModelFamily.encode_videos`), returning per-row
+  references to their outputs (`temporal_rl.families.VideoFeatures`: the merged tokens and, for Qwen3-VL, the
+  deepstack features that travel with them);
 - `VisionFeatureCache` keeps the outputs of a rollout when the tower is frozen (`vision_is_frozen`), so that every
   forward of the step, and every optimizer step that re-uses the rollout, reads them instead of encoding again;
-- `supplied_video_features` feeds per-row outputs to the model: a scoped forward pre-hook on the Qwen2.5-VL base
-  model gives each forward that holds video placeholders (and no video input) the outputs as
-  `mm_encoder_outputs`, transformers' argument for precomputed encoder outputs. The hook sits inside the model, so
-  the outputs reach it through TRL's `generate` call (which can carry tensors only) and through PEFT or DDP
-  wrappers unchanged; when the features are computed by the hook itself, the ViT runs inside the wrapped forward.
+- `supplied_video_features` feeds per-row outputs to the model: a scoped forward pre-hook on the base model (the
+  module owning the tower) gives each forward that holds video placeholders (and no video input) the outputs as
+  `mm_encoder_outputs` (in the family's form, `ModelFamily.encoder_outputs`), transformers' argument for
+  precomputed encoder outputs. The hook sits inside the model, so the outputs reach it through TRL's `generate` call
+  (which can carry tensors only) and through PEFT or DDP wrappers unchanged; when the features are computed by the
+  hook itself, the ViT runs inside the wrapped forward.
 - `PatchCounter` counts the patches a vision tower actually encodes (a forward pre-hook on it).
 
-The outputs are the same numbers the model computes from the pixels (Qwen2.5-VL's ViT attends within each video
-only, so encoding videos together or apart gives the same per-video output), and gradients through a shared output
-are the sum over its rows, as with per-row copies. This module owns that mechanism; which forwards use it is the
-trainer's decision (`temporal_rl.grpo.trainer`).
+The outputs are the same numbers the model computes from the pixels (the Qwen ViTs attend within each video only,
+so encoding videos together or apart gives the same per-video output), and gradients through a shared output are
+the sum over its rows, as with per-row copies. This module owns that mechanism; what a family's outputs are is the
+family seam's (`temporal_rl.families`), which forwards use them is the trainer's decision
+(`temporal_rl.grpo.trainer`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from temporal_rl.families import ModelFamily, VideoFeatures
 
 
 def find_video_model(model: nn.Module) -> nn.Module:
     """The module that owns the vision tower (`visual`) and `get_video_features`, inside any wrappers.
 
-    For Qwen2.5-VL that is `Qwen2_5_VLModel`, whether `model` is the bare model, a PEFT model or a DDP module.
+    For Qwen's families that is the `*Model` under `*ForConditionalGeneration` (`Qwen2_5_VLModel`, `Qwen3VLModel`,
+    `Qwen3_5Model`), whether `model` is the bare model, a PEFT model or a DDP module.
 
     Raises:
         TypeError: `model` has no such module (not a Qwen2-VL-family model).
@@ -44,7 +50,7 @@ def find_video_model(model: nn.Module) -> nn.Module:
             return module
     raise TypeError(
         f"{type(model).__name__} has no submodule owning a `visual` tower and `get_video_features`: "
-        "vision-encoder sharing supports Qwen2-VL-family models (set share_vision_encoder: false otherwise)"
+        "vision-encoder sharing supports Qwen's vision-language families (set share_vision_encoder: false otherwise)"
     )
 
 
@@ -100,18 +106,23 @@ def distinct_rows(pixels: Sequence[torch.Tensor], grids: torch.Tensor) -> list[i
 
 
 def encode_videos(
-    video_model: nn.Module, pixels: Sequence[torch.Tensor], grids: torch.Tensor, device: torch.device | None = None
-) -> list[torch.Tensor]:
+    family: ModelFamily,
+    video_model: nn.Module,
+    pixels: Sequence[torch.Tensor],
+    grids: torch.Tensor,
+    device: torch.device | None = None,
+) -> list[VideoFeatures]:
     """Vision-tower outputs of B rows, each distinct video encoded once (one tower call over all of them).
 
     Args:
+        family: the model's family (how its tower's output is split per video).
         video_model: the module owning the tower (`find_video_model`).
         pixels: B tensors (patches_i, D), as the processor gives them.
         grids: (B, 3) int64 patch grids.
         device: where the pixels go (default: the tower's device).
 
     Returns:
-        B tensors of shape (patches_i / merge_size**2, hidden): rows of one video hold the same tensor. Gradients
+        B `VideoFeatures` (tokens_i = patches_i / merge_size**2): rows of one video hold the same object. Gradients
         flow to the tower when grad mode is on and it has trainable parameters.
     """
     index = distinct_rows(pixels, grids)
@@ -120,29 +131,26 @@ def encode_videos(
     firsts = [index.index(video) for video in range(max(index) + 1)]  # the first row of each video
     device = device if device is not None else next(video_model.visual.parameters()).device
     joined = torch.cat([pixels[row] for row in firsts]).to(device)
-    outputs = video_model.get_video_features(
-        pixel_values_videos=joined, video_grid_thw=grids[firsts].to(device), return_dict=True
-    ).pooler_output
+    outputs = family.encode_videos(video_model, joined, grids[firsts].to(device))
     return [outputs[video] for video in index]
-
-
-def video_encoder_outputs(features: Sequence[torch.Tensor]) -> dict[str, BaseModelOutputWithPooling]:
-    """Per-row encoder outputs in the form of Qwen2.5-VL's `mm_encoder_outputs` argument."""
-    return {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}
 
 
 @contextmanager
 def supplied_video_features(
-    video_model: nn.Module, features: Callable[[], Sequence[torch.Tensor]], video_token_id: int
+    family: ModelFamily,
+    video_model: nn.Module,
+    features: Callable[[], Sequence[VideoFeatures]],
+    video_token_id: int,
 ) -> Iterator[None]:
     """Within the scope, each forward of `video_model` whose `input_ids` hold video placeholders, and that was given
     no video input, gets `features()` as its precomputed video encoder outputs.
 
     Args:
+        family: the model's family (the form of `mm_encoder_outputs`, `ModelFamily.encoder_outputs`).
         video_model: the module owning the tower (`find_video_model`); its forward takes `mm_encoder_outputs`.
         features: called once per such forward (inside it: under its grad mode and autocast) and returning one
-            tensor (tokens_i, hidden) per row of that forward, in row order.
-        video_token_id: the `<|video_pad|>` id.
+            `VideoFeatures` per row of that forward, in row order.
+        video_token_id: the video placeholder id (`<|video_pad|>`).
 
     Raises (from the forward):
         RuntimeError: a forward's rows do not match the supplied features (count, or placeholders per row).
@@ -156,13 +164,13 @@ def supplied_video_features(
         if not any(placeholders):  # a decoding step, or a text-only forward
             return None
         rows = list(features())
-        tokens = [int(row.size(0)) for row in rows]
+        tokens = [row.num_tokens for row in rows]
         if tokens != placeholders:
             raise RuntimeError(
                 f"video features do not fit this forward: {len(rows)} rows with {tokens} tokens for "
                 f"{len(placeholders)} sequences with {placeholders} video placeholders"
             )
-        kwargs["mm_encoder_outputs"] = video_encoder_outputs(rows)
+        kwargs["mm_encoder_outputs"] = {"video": family.encoder_outputs(rows)}
         return args, kwargs
 
     handle = video_model.register_forward_pre_hook(supply, with_kwargs=True)
@@ -180,30 +188,30 @@ class VisionFeatureCache:
     """
 
     def __init__(self):
-        self._features: dict[int, torch.Tensor] = {}
+        self._features: dict[int, VideoFeatures] = {}
         self._next_key = 0
         self.owner: nn.Module | None = None
 
     def __len__(self) -> int:
         return len(self._features)
 
-    def store(self, features: Sequence[torch.Tensor], owner: nn.Module) -> list[int]:
-        """Keep per-row outputs (rows of one video holding one tensor); returns each row's key."""
+    def store(self, features: Sequence[VideoFeatures], owner: nn.Module) -> list[int]:
+        """Keep per-row outputs (detached; rows of one video holding one object); returns each row's key."""
         if self.owner is not None and owner is not self.owner and self._features:
             raise ValueError("the cache holds outputs of another vision tower; release them first")
         self.owner = owner
         keys_by_tensor: dict[int, int] = {}
         keys = []
-        for tensor in features:
-            key = keys_by_tensor.get(id(tensor))
+        for row in features:
+            key = keys_by_tensor.get(id(row))
             if key is None:
-                key = keys_by_tensor[id(tensor)] = self._next_key
+                key = keys_by_tensor[id(row)] = self._next_key
                 self._next_key += 1
-                self._features[key] = tensor.detach()
+                self._features[key] = row.detach()
             keys.append(key)
         return keys
 
-    def lookup(self, keys: Sequence[int]) -> list[torch.Tensor]:
+    def lookup(self, keys: Sequence[int]) -> list[VideoFeatures]:
         missing = sorted({key for key in keys if key not in self._features})
         if missing:
             raise KeyError(

@@ -1,5 +1,5 @@
-"""Loading a Qwen2.5-VL checkpoint: the one model loader (dtype, 4-bit quantization, a LoRA adapter, the device),
-its processor, and LoRA on the language model only.
+"""Loading a checkpoint of a supported model family: the one model loader (dtype, 4-bit quantization, a LoRA
+adapter, the device), its processor, and LoRA on the language model only.
 
 `load_model(model_args, adapter=..., ...)` is the only place a model is read from disk: training (a LoRA config, or
 an adapter continued trainable), evaluation, the filter and ViaRL's models (`load_inference_model`, in eval mode,
@@ -7,7 +7,8 @@ with an adapter applied or merged) all go through it.
 
 The vision tower is excluded from LoRA by default: PEFT's `all-linear` and plain suffix names such as
 `gate_proj` also match the ViT's layers, which adds ~46M parameters and a full backward graph through the ViT,
-and vLLM cannot serve ViT adapters.
+and vLLM cannot serve ViT adapters. The default targets, the tower's name pattern and the modules 4-bit loading
+leaves unquantized are the model family's (`temporal_rl.families`).
 """
 
 from __future__ import annotations
@@ -19,21 +20,27 @@ import torch
 from peft import LoraConfig
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
-LANGUAGE_MODEL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-VISION_TOWER_PATTERN = r".*visual.*"
-QUANTIZATION_SKIPPED_MODULES = ("visual", "lm_head")
+from temporal_rl.families import DEFAULT_FAMILY, FAMILIES, ModelFamily, checkpoint_family
+
+# Qwen2.5-VL's (and Qwen3-VL's) language-model projections and vision tower (`temporal_rl.families` has each family's).
+LANGUAGE_MODEL_LORA_TARGETS = list(FAMILIES[DEFAULT_FAMILY].lora_targets)
+VISION_TOWER_PATTERN = FAMILIES[DEFAULT_FAMILY].vision_tower_pattern
 
 
 @dataclass
 class TemporalModelConfig(ModelConfig):
-    """TRL's `ModelConfig` with LoRA defaults for Qwen2.5-VL.
+    """TRL's `ModelConfig` with LoRA on the language model only.
 
+    lora_target_modules: default (None) the model family's language-model projections (`ModelFamily.lora_targets`).
     lora_vision_tower: also put LoRA adapters on the vision tower (off by default).
     """
 
     lora_target_modules: list[str] | None = field(
-        default_factory=lambda: list(LANGUAGE_MODEL_LORA_TARGETS),
-        metadata={"help": "LoRA target module names (the vision tower is excluded unless lora_vision_tower)."},
+        default=None,
+        metadata={
+            "help": "LoRA target module names (default: the model family's language-model projections); the vision "
+            "tower is excluded unless lora_vision_tower."
+        },
     )
     lora_vision_tower: bool = field(default=False, metadata={"help": "Also adapt the vision tower with LoRA."})
 
@@ -45,11 +52,20 @@ class TemporalModelConfig(ModelConfig):
             raise ValueError("load_in_4bit (QLoRA) trains adapters only: set use_peft: true")
 
 
-def lora_config(model_args: TemporalModelConfig) -> LoraConfig | None:
-    """The LoRA config of the run (None without `use_peft`), the vision tower excluded unless asked for."""
+def lora_config(model_args: TemporalModelConfig, family: ModelFamily | None = None) -> LoraConfig | None:
+    """The LoRA config of the run (None without `use_peft`): the targets of `model_args` (default the family's), the
+    vision tower excluded unless asked for.
+
+    `family`: the model's (`family_of(model)`); default read from `model_args.model_name_or_path`'s config.
+    """
     config = get_peft_config(model_args)
-    if config is not None and not model_args.lora_vision_tower:
-        config.exclude_modules = VISION_TOWER_PATTERN
+    if config is None:
+        return None
+    family = family or checkpoint_family(model_args.model_name_or_path, model_args.model_revision)
+    if model_args.lora_target_modules is None:
+        config.target_modules = set(family.lora_targets)
+    if not model_args.lora_vision_tower:
+        config.exclude_modules = family.vision_tower_pattern
     return config
 
 
@@ -80,7 +96,8 @@ def load_model(
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         # The frozen vision tower and the head stay in the compute dtype: quantizing them costs quality for ~1 GB.
-        quantization.llm_int8_skip_modules = list(QUANTIZATION_SKIPPED_MODULES)
+        family = checkpoint_family(model_args.model_name_or_path, model_args.model_revision)
+        quantization.llm_int8_skip_modules = list(family.quantization_skipped)
     model = AutoModelForImageTextToText.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,

@@ -88,7 +88,7 @@ def load_answer_model(
     """The frozen answer model and its processor.
 
     Args:
-        name_or_path: Hub id or directory of a Qwen2.5-VL checkpoint.
+        name_or_path: Hub id or directory of a checkpoint of a supported family (`temporal_rl.families`).
         adapter: a LoRA adapter directory (e.g. the answer stage of a previous ViaRL cycle); merged into the weights,
             except on a 4-bit model, where it stays a PEFT layer.
         load_in_4bit: NF4 weights with double quantization (`temporal_rl.models.loading.load_model`'s path; the vision
