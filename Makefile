@@ -99,7 +99,7 @@ viarl: install
 	$(RUN_ENV) $(PY) recipes/viarl.py --config recipes/tiny/viarl_needle.yaml $(ARGS)
 
 # The needle experiment (recipes/viarl_experiment.py): per seed, tiny models, the warm starts and 2 cycles, then
-# held-out answer accuracy on uniform, selected and oracle frames; writes runs/viarl-experiment/results.json,
-# results.md and results.png. Resumable.
+# held-out answer accuracy on uniform, selected, oracle and needle-free frames and the needle-hit rates; writes
+# runs/viarl-experiment/report.json (per seed and point, and the means), results.md and results.png. Resumable.
 viarl-experiment: install
 	$(RUN_ENV) $(PY) recipes/viarl_experiment.py --output_dir runs/viarl-experiment $(ARGS)

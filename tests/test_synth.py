@@ -151,6 +151,24 @@ def test_test_split_draws_test_only_combinations_often(task, difficulty):
     assert any(p.record["meta"]["heldout_paraphrase"] for p in plans)
 
 
+@pytest.mark.parametrize("difficulty", ["tiny", "standard"])
+def test_needle_star_options_are_colours_the_haystack_does_not_show(difficulty):
+    # The star's colour is never a walker's, so a walker's colour among the options is ruled out by any frame without
+    # the needle: offered, it made a model answering "a colour I see" wrong by construction (11.5% on a 4-way
+    # question, far below chance) and one that eliminates seen colours right 38% of the time without the needle.
+    plans = [
+        p for p in _plans("needle", "train", 80, "options", difficulty) if p.record["meta"]["needle"]["kind"] == "star"
+    ]
+    assert len(plans) >= 20
+    for plan in plans:
+        record, meta = plan.record, plan.record["meta"]
+        seen = {d["colour"] for d in meta["distractors"]}
+        assert seen and record["options"][ord(record["answer"]) - ord("A")] == meta["needle"]["colour"]
+        assert not seen & set(record["options"]), (seen, record["options"])
+    golds = Counter(p.record["answer"] for p in plans)
+    assert len(golds) >= 3, golds  # the gold still lands at varied positions
+
+
 def test_guard_rejects_test_only_combinations_outside_the_test_split():
     reserved_pair = sorted(RESERVED_PAIRS)[0]
     with pytest.raises(HeldOutLeakError, match="pairs"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ def generate_dataset(
     difficulty: str = DEFAULT_DIFFICULTY,
     workers: int | None = None,
     progress: bool = True,
+    keep: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Render samples 0..n-1 to `out_dir`/videos and write `out_dir`/data.jsonl; returns the records.
 
@@ -81,6 +82,9 @@ def generate_dataset(
         difficulty: preset name (tiny, standard, hard).
         workers: processes (default `min(2, cpu count)`); the result does not depend on it.
         progress: show a tqdm bar on stderr.
+        keep: render only the samples whose planned record passes (planning is cheap, rendering is not), e.g. one
+            needle kind; the others are left out (their indices stay unused, so every kept sample is the same as
+            without `keep`).
     """
     check_sample_arguments(task, split, 0, namespace)
     get_preset(difficulty)
@@ -92,10 +96,13 @@ def generate_dataset(
 
     out_dir = Path(out_dir)
     (out_dir / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
-    jobs = [RenderJob(task, split, index, namespace, difficulty, str(out_dir)) for index in range(n)]
+    indices = range(n)
+    if keep is not None:
+        indices = [i for i in indices if keep(plan_sample(task, split, i, namespace, difficulty).record)]
+    jobs = [RenderJob(task, split, index, namespace, difficulty, str(out_dir)) for index in indices]
     data_path = out_dir / DATA_FILE
     records = []
-    bar = tqdm(total=n, desc=f"synth {task}/{split}", unit="clip", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"synth {task}/{split}", unit="clip", file=sys.stderr, disable=not progress)
     with bar:
         for record in _records_in_order(jobs, workers):
             validate_record(record, path=data_path, check_video=True)

@@ -7,6 +7,8 @@ the record plus the scene (no pixels yet). `generate_sample` adds the frames. Th
 * grounding: a query sentence about one target's event (appear, grow, color_change); spans = the event window.
 * mcq: four options and a gold letter; the evidence window is kept in `meta` only.
 * needle: a long haystack with a short needle (a digit or a star of an otherwise absent colour); canonical task mcq.
+  A star's wrong options are colours the clip does not show either (the haystack's colours are never the answer,
+  so offering them would let a look at frames without the needle rule them out).
 * grounded_qa: mcq-style question whose spans are the evidence windows (about 10% have two).
 
 Every record's `meta` holds: family, question_type, fps, width, height, num_frames, difficulty (the whole preset),
@@ -106,8 +108,9 @@ def check_sample_arguments(task: str, split: str, index: int, namespace: str) ->
 def _options_with_gold(
     planner: ScenePlanner, gold: str, candidates: tuple[str, ...], preferred: list[str]
 ) -> tuple[list[str], str]:
-    """Four options with the gold one at a uniform position; wrong options come from `preferred` first (things
-    actually shown in the clip, so a blind guess cannot rule them out), then from the other candidates."""
+    """Four options with the gold one at a uniform position; wrong options come from `preferred` first (those the
+    family wants offered, e.g. things shown in the clip, which a text-only guess cannot rule out), then from the other
+    candidates."""
     preferred_wrong = planner.shuffled(sorted({p for p in preferred if p != gold}))
     other_wrong = planner.shuffled([c for c in candidates if c != gold and c not in preferred_wrong])
     wrong = (preferred_wrong + other_wrong)[: NUM_OPTIONS - 1]
@@ -348,7 +351,12 @@ def _build_needle(planner: ScenePlanner) -> _Draft:
         radius = preset.radius_fraction[1] * planner.size * 1.5
         x, y = planner.position(radius)
         needle = new_track("star", x, y, radius, colour, planner.num_frames)
-        options, answer = _options_with_gold(planner, colour, COLOUR_NAMES, [c for _, c in walkers])
+        # Wrong options from the colours the clip does not show: the star's colour is never a walker's, so a walker's
+        # colour offered as an option is ruled out by any frame without the needle (a model answering "a colour I
+        # see" would be wrong by construction there, one eliminating the seen ones right above chance). Seen colours
+        # fill in only when too few are unseen (many walkers).
+        seen = {c for _, c in walkers}
+        options, answer = _options_with_gold(planner, colour, COLOUR_NAMES, [c for c in COLOUR_NAMES if c not in seen])
         queried_pair, needle_info = ("star", colour), {"kind": "star", "colour": colour}
     show_only_during(needle, [window])
     planner.add(needle, _NEEDLE)

@@ -3,20 +3,29 @@
 On the synthetic needle task (`data_tools.synth`, tiny preset: a 30-60 s haystack, a 2-4 s needle, 4 options), for
 each seed:
 
-1. the needle data (train and held-out test, built once for all seeds), kept to the needle kinds asked for (default:
-   a star of a colour) and to clips whose needle lies on at least one of the T candidates (`meta.needle_frames`);
+1. the needle data (train and a held-out split, built once for all seeds; only the needle kinds asked for are
+   rendered, default a star of a colour), kept to clips whose needle lies on at least one of the T candidates
+   (`meta.needle_frames`). The held-out split is `val` by default: new clips with the (shape, colour) pairs and
+   question wordings of train. The synthetic `test` split adds combinations reserved for it (a red or a blue star, a
+   fifth of its needles), colours the answer model never learned to give as an answer;
 2. a tiny random selector and a tiny random answerer (`temporal_rl.models.tiny`, seeded);
 3. the amplification (`temporal_rl.viarl.amplification`, the `viarl_recipe`): the warm starts, then the cycles;
 4. held-out accuracy of the answer model at each point (after the warm start, after each cycle) on N frames chosen
-   `uniform`ly, by the `selector` of that point (greedy), and by the `oracle` (the candidates showing the needle,
-   `temporal_rl.viarl.answer_stage.oracle_indices`); after each cycle also the selector with the answer model it was
-   trained against (the previous point's). Chance is the mean of 1 / options. Every row also gives the share of
-   records whose chosen frames show the needle (`evidence_rate`): a selector that learned where the needle is raises
-   it above uniform's, whatever the answer model makes of it.
+   `uniform`ly, by the `selector` of that point (greedy), by the `oracle` (the candidates showing the needle,
+   `temporal_rl.viarl.answer_stage.oracle_indices`) and `outside` the needle (candidates that do not show it: the
+   answer model without the evidence, near chance when it reads the needle rather than guessing from the haystack);
+   after each cycle also the selector with the answer model it was trained against (the previous point's). Chance is
+   the mean of 1 / options. Every row also gives the share of records whose chosen frames show the needle
+   (`evidence_rate`): a selector that learned where the needle is raises it above uniform's, whatever the answer
+   model makes of it; and, for a selector, how many different index lists it chose (`distinct_selections`: a
+   selector that looks at the video chooses differently for different videos).
 
-Writes `results.json` (every run, mean and std over seeds, data counts, configs, timings), `results.md` (the table)
-and `results.png` (accuracy and evidence rate per row, one dot per seed). Resumable: each seed's amplification
-resumes on its own (`viarl_state.json`) and each finished evaluation is kept in `seed<k>/eval/<row>.json`.
+Writes `report.json` (per seed and point: `uniform_accuracy`, `selector_accuracy`, `oracle_accuracy`,
+`outside_accuracy`, `selector_needle_hit_rate`, `uniform_needle_hit_rate`, ... in percent, and their means over
+seeds (population std); every evaluation row, data counts, configs, each seed's amplification time), `results.md`
+(the tables) and `results.png` (accuracy and evidence rate per row, one dot per seed). Resumable: each seed's
+amplification resumes on its own (`viarl_state.json`) and each finished evaluation is kept in
+`seed<k>/eval/<row>.json`.
 
 This module owns the experiment's sequence and its report; data, models, training and evaluation are the library's.
 """
@@ -40,7 +49,19 @@ from temporal_rl.viarl.answer_stage import CandidateSpec, evaluate_answers, evid
 NEEDLE_KINDS = ("star", "digit")
 # Per evaluation row: accuracy; the share of records whose chosen frames show the needle (all, and among valid
 # selections: an invalid one falls back to uniform frames at segment starts); the share of invalid selections.
-METRICS = ("accuracy", "evidence_rate", "valid_evidence_rate", "invalid_rate", "records")
+METRICS = ("accuracy", "evidence_rate", "valid_evidence_rate", "invalid_rate", "distinct_selections", "records")
+REPORT_FILE = "report.json"
+# The report's per-point numbers (percent): name -> (row selection, metric)
+POINT_METRICS = {
+    "uniform_accuracy": ("uniform", "accuracy"),
+    "selector_accuracy": ("selector", "accuracy"),
+    "oracle_accuracy": ("oracle", "accuracy"),
+    "outside_accuracy": ("outside", "accuracy"),
+    "selector_needle_hit_rate": ("selector", "evidence_rate"),
+    "uniform_needle_hit_rate": ("uniform", "evidence_rate"),
+    "selector_invalid_rate": ("selector", "invalid_rate"),
+    "selector_distinct_selections": ("selector", "distinct_selections"),
+}
 
 
 @dataclass
@@ -53,8 +74,18 @@ class ViaRLExperimentConfig:
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Seeds (models and training)."})
     namespace: str = field(default="viarl-needle", metadata={"help": "Synthetic data namespace."})
+    test_split: str = field(
+        default="val",
+        metadata={
+            "help": "Held-out split: val (train's pairs and wordings, new clips) or test (adds the test-only pairs: "
+            "red and blue stars, which the answer model never learned to name)."
+        },
+    )
     num_train: int = field(default=3000, metadata={"help": "Needle clips generated for training (before keeping)."})
     num_test: int = field(default=400, metadata={"help": "Needle clips generated for the test (before keeping)."})
+    data_workers: int | None = field(
+        default=None, metadata={"help": "Processes rendering the needle clips (default: min(2, cpu count))."}
+    )
     needle_kinds: list[str] = field(default_factory=lambda: ["star"], metadata={"help": "Needle kinds kept."})
     num_cycles: int | None = field(default=None, metadata={"help": "Override the recipe's num_cycles."})
     selector_steps: int | None = field(default=None, metadata={"help": "Override max_steps of selector stages."})
@@ -72,6 +103,8 @@ class ViaRLExperimentConfig:
         unknown = [kind for kind in self.needle_kinds if kind not in NEEDLE_KINDS]
         if unknown or not self.needle_kinds:
             raise ValueError(f"needle_kinds must be a non-empty subset of {', '.join(NEEDLE_KINDS)}, got {unknown}")
+        if self.test_split not in ("val", "test"):
+            raise ValueError(f"test_split must be val or test, got {self.test_split!r}")
         for name in ("num_train", "num_test", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -96,7 +129,7 @@ def keep_needles(records: Sequence[dict], kinds: Sequence[str], spec: CandidateS
             counts["other_kind"] += 1
             continue
         if not record["meta"].get("needle_visible_at_sample_fps", True) or not needle_visible(
-            record, spec.candidates(record["video"], cache).source_indices
+            record, spec.candidates(record["video"], cache, selector=False).source_indices
         ):
             counts["needle_not_on_a_candidate"] += 1
             continue
@@ -131,8 +164,9 @@ def eval_rows(num_cycles: int, answer_warmstart: bool) -> list[EvalRow]:
     Example:
         ```python
         >>> [row.name for row in eval_rows(1, True)]  # doctest: +NORMALIZE_WHITESPACE
-        ['warm start: uniform', 'warm start: oracle', 'cycle 1: uniform', 'cycle 1: selector',
-         'cycle 1: selector, answer model it trained against', 'cycle 1: oracle']
+        ['warm start: uniform', 'warm start: oracle', 'warm start: outside',
+         'cycle 1: uniform', 'cycle 1: selector', 'cycle 1: selector, answer model it trained against',
+         'cycle 1: oracle', 'cycle 1: outside']
         ```
     """
     rows = []
@@ -140,6 +174,7 @@ def eval_rows(num_cycles: int, answer_warmstart: bool) -> list[EvalRow]:
         rows += [
             EvalRow("warm start: uniform", "warmstart", "uniform"),
             EvalRow("warm start: oracle", "warmstart", "oracle"),
+            EvalRow("warm start: outside", "warmstart", "outside"),
         ]
     for cycle in range(1, num_cycles + 1):
         point, previous = f"cycle_{cycle}", (f"cycle_{cycle - 1}" if cycle > 1 else "warmstart")
@@ -151,8 +186,78 @@ def eval_rows(num_cycles: int, answer_warmstart: bool) -> list[EvalRow]:
             rows.append(
                 EvalRow(f"cycle {cycle}: selector, answer model it trained against", previous, "selector", point)
             )
-        rows.append(EvalRow(f"cycle {cycle}: oracle", point, "oracle"))
+        rows += [
+            EvalRow(f"cycle {cycle}: oracle", point, "oracle"),
+            EvalRow(f"cycle {cycle}: outside", point, "outside"),
+        ]
     return rows
+
+
+def point_table(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """One seed's report per point (`warm start`, `cycle 1`, ...): `POINT_METRICS` in percent (None where the point
+    has no such row, e.g. no selector at the warm start; `selector_distinct_selections` stays a count).
+
+    Example:
+        ```python
+        >>> rows = {"cycle 1: uniform": {"accuracy": 0.25, "evidence_rate": 0.1},
+        ...         "cycle 1: selector": {"accuracy": 0.5, "evidence_rate": 0.4, "invalid_rate": 0.0,
+        ...                               "distinct_selections": 12}}
+        >>> table = point_table(rows)["cycle 1"]
+        >>> table["selector_accuracy"], table["selector_needle_hit_rate"], table["oracle_accuracy"]
+        (50.0, 40.0, None)
+        ```
+    """
+    points = list(dict.fromkeys(name.split(":")[0] for name in rows))
+    table = {}
+    for point in points:
+        table[point] = {}
+        for key, (selection, metric) in POINT_METRICS.items():
+            value = rows.get(f"{point}: {selection}", {}).get(metric)
+            if value is not None and metric != "distinct_selections":
+                value = round(100 * value, 2)
+            table[point][key] = value
+    return table
+
+
+def mean_table(tables: Mapping[int, Mapping[str, Mapping[str, float | None]]]) -> dict[str, dict[str, dict]]:
+    """Per point and number: the mean and population std over seeds (seeds without the number are left out)."""
+    points = list(dict.fromkeys(point for table in tables.values() for point in table))
+    means = {}
+    for point in points:
+        means[point] = {}
+        for key in POINT_METRICS:
+            values = [t[point][key] for t in tables.values() if point in t and t[point][key] is not None]
+            if values:
+                means[point][key] = {
+                    "mean": round(statistics.fmean(values), 2),
+                    "std": round(statistics.pstdev(values), 2) if len(values) > 1 else 0.0,
+                    "seeds": len(values),
+                }
+    return means
+
+
+def point_markdown(
+    tables: Mapping[int, Mapping[str, Mapping[str, float | None]]],
+    means: Mapping[str, Mapping[str, dict]],
+    chance: float,
+) -> str:
+    """The report's table: per point, each seed's numbers and the mean ± std (percent)."""
+    columns = ("uniform_accuracy", "selector_accuracy", "oracle_accuracy", "outside_accuracy",
+               "uniform_needle_hit_rate", "selector_needle_hit_rate", "selector_distinct_selections")  # fmt: skip
+    lines = ["| point | seed | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+
+    def show(value) -> str:
+        return "-" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
+
+    for point in means:
+        for seed, table in tables.items():
+            if point in table:
+                lines.append(f"| {point} | {seed} | " + " | ".join(show(table[point][c]) for c in columns) + " |")
+        cells = [f"{means[point][c]['mean']:.1f} ± {means[point][c]['std']:.1f}" if c in means[point] else "-"
+                 for c in columns]  # fmt: skip
+        lines.append(f"| {point} | mean | " + " | ".join(cells) + " |")
+    lines.append(f"\nChance (1 / options): {100 * chance:.1f} %.")
+    return "\n".join(lines) + "\n"
 
 
 def answer_at(run: ViaRLRun, point: str) -> ModelRef:
@@ -257,21 +362,27 @@ def experiment_spec(config: ViaRLExperimentConfig) -> CandidateSpec:
 
 
 def build_data(config: ViaRLExperimentConfig, spec: CandidateSpec, cache) -> tuple[dict[str, Path], dict[str, dict]]:
-    """The kept train and test needle records (`<split>/kept.jsonl`, built once) and their counts."""
+    """The kept train and held-out needle records (`data/<split>/kept.jsonl`, built once) and their counts, under the
+    keys `train` and `test` (the held-out split, `config.test_split`). Only the needle kinds asked for are rendered."""
     from data_tools.synth import generate_dataset
     from temporal_rl.data import read_records, write_jsonl
 
+    kinds = set(config.needle_kinds)
     files, counts = {}, {}
-    for split, n in (("train", config.num_train), ("test", config.num_test)):
+    for role, split, n in (("train", "train", config.num_train), ("test", config.test_split, config.num_test)):
         folder = Path(config.output_dir) / "data" / split
         kept_file = folder / "kept.jsonl"
         if not (folder / "counts.json").exists():
-            generate_dataset("needle", split, n, config.namespace, folder, difficulty="tiny", progress=False)
+            rendered = generate_dataset(
+                "needle", split, n, config.namespace, folder, difficulty="tiny", progress=False,
+                workers=config.data_workers, keep=lambda record: record["meta"]["needle"]["kind"] in kinds,
+            )  # fmt: skip
             kept, split_counts = keep_needles(read_records(folder / "data.jsonl"), config.needle_kinds, spec, cache)
+            split_counts.update(generated=n, other_kind=n - len(rendered))
             # relative video paths, as the generator writes them: the folder can move
             write_jsonl(kept_file, [{**r, "video": str(Path(r["video"]).relative_to(folder.resolve()))} for r in kept])
             write_json_atomic(folder / "counts.json", split_counts)
-        files[split], counts[split] = kept_file, json.loads((folder / "counts.json").read_text())
+        files[role], counts[role] = kept_file, json.loads((folder / "counts.json").read_text())
     return files, counts
 
 
@@ -289,13 +400,16 @@ def tiny_models(folder: Path, seed: int) -> dict[str, Path]:
 
 
 def _load_answer(answer: ModelRef):
+    import torch
+
     from temporal_rl.viarl.selector_trainer import load_answer_model
 
-    return load_answer_model(answer.base, answer.adapter, dtype="float32")
+    device = "cuda" if torch.cuda.is_available() else None
+    return load_answer_model(answer.base, answer.adapter, dtype="float32", device=device)
 
 
 def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the experiment; returns the results written to `results.json`."""
+    """Run (or resume) the experiment; returns the report written to `report.json`."""
     from temporal_rl.data import read_records
     from temporal_rl.viarl.amplification import load_selector
     from temporal_rl.video.cache import FrameCache
@@ -364,16 +478,31 @@ def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = p
                     batch_size=config.eval_batch_size, max_new_tokens=run.selector_args[1].answer_max_new_tokens,
                     selector_max_new_tokens=run.selector_args[1].max_completion_length,
                 )  # fmt: skip
+                distinct = len({tuple(r["indices"]) for r in evaluation.results})
                 write_json_atomic(
-                    path, {**evaluation.summary(), "row": dataclasses.asdict(row), "results": evaluation.results}
-                )
+                    path,
+                    {**evaluation.summary(), "distinct_selections": distinct if row.selection == "selector" else None,
+                     "row": dataclasses.asdict(row), "results": evaluation.results},
+                )  # fmt: skip
             saved = json.loads(path.read_text())
-            results[row.name] = {k: saved[k] for k in METRICS}
+            results[row.name] = {k: saved.get(k) for k in METRICS}
         runs[seed] = results
         lap(f"seed {seed}: evaluation")
 
-    summaries = {metric: summarise(runs, metric) for metric in METRICS if metric != "records"}
+    summaries = {
+        metric: summarise(runs, metric) for metric in METRICS if metric not in ("records", "distinct_selections")
+    }
+    tables = {seed: point_table(rows) for seed, rows in runs.items()}
+    means = mean_table(tables)
     report = {
+        "per_seed": {str(seed): table for seed, table in tables.items()},
+        "mean": means,
+        "chance": round(100 * chance, 2),
+        # from the state's stage times, so that a resumed run reports the training it did earlier
+        "amplification_seconds_per_seed": {
+            str(seed): round(sum(stage.get("seconds") or 0.0 for stage in state["stages"].values()), 1)
+            for seed, state in states.items()
+        },
         "table": {**summaries, "chance": chance},
         "runs": {str(seed): rows for seed, rows in runs.items()},
         "data": counts,
@@ -383,8 +512,8 @@ def run_experiment(config: ViaRLExperimentConfig, log: Callable[[str], None] = p
         "stage_summaries": {str(seed): state["stages"] for seed, state in states.items()},
         "timings_s": timings,
     }
-    write_json_atomic(out / "results.json", report)
-    table = markdown_table(summaries, chance, len(config.seeds))
+    write_json_atomic(out / REPORT_FILE, report)
+    table = point_markdown(tables, means, chance) + "\n" + markdown_table(summaries, chance, len(config.seeds))
     (out / "results.md").write_text(table)
     plot_results(out / "results.png", runs, chance)
     log("\n" + table)

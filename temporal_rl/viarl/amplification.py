@@ -60,6 +60,7 @@ from temporal_rl.viarl.answer_stage import (
     CandidateSpec,
     OracleFrames,
     SelectedFrames,
+    SometimesWithoutEvidence,
     UniformFrames,
     answer_completion,
     read_selections,
@@ -95,6 +96,10 @@ class ViaRLConfig:
         example teach a tiny model faster: on the needle task (T=32, N=2, 1000 steps, measured here), tiny answerers
         trained on 4 frames inside the needle answered 31% and 42% of held-out clips right from 2 oracle frames
         (12% from 2 uniform ones; chance 25%), one trained on 2 frames 22%.
+    answer_warmstart_without_evidence: the share of the answer warm start's rows shown N random candidates outside
+        the evidence window instead (`SometimesWithoutEvidence`): taught only on the evidence, the answer model names
+        a colour it sees when the needle is not there (never an option: below chance on uniform frames); these rows
+        teach it to guess among the options then.
     answer_target: what the answer stages teach the answer model to write inside `<answer>`: `letter` (the option's
         letter, as the prompt asks) or `option` (the option's text; scored the same by the selector's answer reward,
         and much easier for a tiny random model, which binds a seen colour to its option letter poorly).
@@ -120,6 +125,10 @@ class ViaRLConfig:
     )
     answer_warmstart_num_frames: int | None = field(
         default=None, metadata={"help": "Frames the answer warm start shows (default: N, the selector's count)."}
+    )
+    answer_warmstart_without_evidence: float = field(
+        default=0.0,
+        metadata={"help": "Share of answer warm-start rows shown candidates outside the evidence window, in [0, 1)."},
     )
     answer_target: str = field(
         default="letter",
@@ -175,6 +184,11 @@ class ViaRLConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"ViaRLConfig: {name} must be a positive integer or null, got {value!r}")
+        if not 0 <= self.answer_warmstart_without_evidence < 1:
+            raise ValueError(
+                "ViaRLConfig: answer_warmstart_without_evidence must be in [0, 1), got "
+                f"{self.answer_warmstart_without_evidence!r}"
+            )
         if not self.selection_temperature > 0:
             raise ValueError(f"ViaRLConfig: selection_temperature must be > 0, got {self.selection_temperature}")
 
@@ -676,6 +690,10 @@ def run_answer_warmstart(run: ViaRLRun, stage: Stage) -> dict:
         frames = UniformFrames(spec, cache)
     else:
         frames = OracleFrames(spec, cache, every_frame=kind == "evidence")
+    if run.config.answer_warmstart_without_evidence:
+        frames = SometimesWithoutEvidence(
+            frames, spec, cache, run.config.answer_warmstart_without_evidence, seed=config.seed
+        )
     trainer = train_sft(data_args, config, model_args, frames=frames, completion=_answer_target(run, config))
     return _trainer_summary(trainer)
 

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,7 @@ from temporal_rl.video.sampling import SampledVideo, uniform_indices
 
 logger = logging.getLogger(__name__)
 
-SELECTIONS = ("uniform", "selector", "clip", "oracle")
+SELECTIONS = ("uniform", "selector", "clip", "oracle", "outside")
 # What the answer model is tuned to write inside <answer>: the option's letter (the prompt's instruction), or the
 # option's text. The selector's answer reward and `evaluate_answers` score both (`choice_score` reads an option's
 # exact text as that option); a tiny random model learns the text far more easily than the colour -> letter binding.
@@ -114,8 +115,9 @@ class CandidateSpec:
             label=config.selector_label(),
         )
 
-    def candidates(self, path: str | os.PathLike, cache: FrameCache | None) -> CandidateFrames:
-        """The candidates of one video (`temporal_rl.viarl.candidates.candidate_frames`)."""
+    def candidates(self, path: str | os.PathLike, cache: FrameCache | None, selector: bool = True) -> CandidateFrames:
+        """The candidates of one video (`temporal_rl.viarl.candidates.candidate_frames`); `selector=False`: the answer
+        side only (no labelled selector copy)."""
         return candidate_frames(
             path,
             self.num_candidates,
@@ -123,6 +125,7 @@ class CandidateSpec:
             self.answer_long_side,
             cache,
             label_style=self.label_style,
+            selector=selector,
         )
 
 
@@ -184,6 +187,23 @@ def oracle_indices(source_indices: Sequence[int] | np.ndarray, window: tuple[int
     return sorted(inside + fill)
 
 
+def outside_indices(source_indices: Sequence[int] | np.ndarray, window: tuple[int, int], num_select: int) -> list[int]:
+    """N candidate indices that do NOT show the evidence window, spread uniformly over the others (increasing): what
+    an answer model makes of the clip without the evidence (it should be near chance there).
+
+    Example:
+        ```python
+        >>> outside_indices(range(0, 32, 2), (10, 14), 2)  # candidates 5 and 6 show the window
+        [3, 12]
+        ```
+    """
+    inside = set(window_candidates(source_indices, window))
+    outside = [i for i in range(len(source_indices)) if i not in inside]
+    if not 1 <= num_select <= len(outside):
+        raise ValueError(f"cannot pick {num_select} of the {len(outside)} candidates outside the evidence window")
+    return [outside[i] for i in uniform_indices(len(outside), num_select, "center")]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Frame sources for the answer model
 
@@ -212,7 +232,7 @@ class SelectedFrames:
         return list(selection["indices"] if isinstance(selection, Mapping) else selection)
 
     def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
-        return answer_video(self.spec.candidates(row["video"], self.cache), self.indices(row))
+        return answer_video(self.spec.candidates(row["video"], self.cache, selector=False), self.indices(row))
 
 
 class OracleFrames:
@@ -231,15 +251,54 @@ class OracleFrames:
 
     def candidates(self, row: Mapping[str, Any]) -> CandidateFrames:
         if not self.every_frame:
-            return self.spec.candidates(row["video"], self.cache)
+            return self.spec.candidates(row["video"], self.cache, selector=False)
         count = int(record_meta(row).get("num_frames") or 0) // 2 * 2
         if count < self.spec.num_select:
             raise ValueError(f"record {row.get('id')!r}: every_frame needs meta.num_frames (the video's frame count)")
-        return dataclasses.replace(self.spec, num_candidates=count).candidates(row["video"], self.cache)
+        spec = dataclasses.replace(self.spec, num_candidates=count)
+        return spec.candidates(row["video"], self.cache, selector=False)
 
     def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
         candidates = self.candidates(row)
         return answer_video(candidates, oracle_selection(row, candidates, self.spec.num_select))
+
+
+class SometimesWithoutEvidence:
+    """Frame source: `evidence`'s frames, except for a share `rate` of the rows, shown N random candidates outside
+    the row's evidence window instead (increasing; the target stays the gold answer).
+
+    Taught only on frames that show the needle, an answer model names whatever it sees when the needle is not there
+    (a haystack colour, never an option): below chance on such frames. The rows without the evidence teach it to
+    guess among the options instead (chance there), while the others teach it to read the evidence.
+
+    Args:
+        evidence: the frame source of the other rows (e.g. `OracleFrames`).
+        spec: the candidates (T, N, sizes) the rows without evidence choose from.
+        cache: the frame cache.
+        rate: share of rows shown frames without the evidence, in [0, 1).
+        seed: seeds the draws (which rows, which frames; new ones at each call, as the epochs go).
+    """
+
+    def __init__(self, evidence: Callable, spec: CandidateSpec, cache: FrameCache | None, rate: float, seed: int = 0):
+        if not 0 <= rate < 1:
+            raise ValueError(f"rate must be in [0, 1), got {rate}")
+        self.evidence, self.spec, self.cache, self.rate = evidence, spec, cache, rate
+        self.rng = random.Random(int(seed))
+
+    def outside(self, row: Mapping[str, Any], candidates: CandidateFrames) -> list[int]:
+        """N random candidate indices that do not show the evidence window, increasing."""
+        window = evidence_window(row)
+        inside = set(window_candidates(candidates.source_indices, window)) if window else set()
+        outside = [i for i in range(candidates.num_candidates) if i not in inside]
+        if len(outside) < self.spec.num_select:
+            raise ValueError(f"record {row.get('id')!r}: fewer than N candidates lie outside the evidence window")
+        return sorted(self.rng.sample(outside, self.spec.num_select))
+
+    def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
+        if self.rng.random() >= self.rate:
+            return self.evidence(row)
+        candidates = self.spec.candidates(row["video"], self.cache, selector=False)
+        return answer_video(candidates, self.outside(row, candidates))
 
 
 class UniformFrames:
@@ -249,7 +308,7 @@ class UniformFrames:
         self.spec, self.cache = spec, cache
 
     def __call__(self, row: Mapping[str, Any]) -> SampledVideo:
-        candidates = self.spec.candidates(row["video"], self.cache)
+        candidates = self.spec.candidates(row["video"], self.cache, selector=False)
         return answer_video(candidates, uniform_indices(candidates.num_candidates, self.spec.num_select, "center"))
 
 
@@ -517,6 +576,11 @@ def _choose(
         return [(uniform_indices(c.num_candidates, spec.num_select, "center"), True) for c in candidates]
     if selection == "oracle":
         return [(oracle_selection(r, c, spec.num_select), True) for r, c in zip(batch, candidates, strict=True)]
+    if selection == "outside":
+        return [
+            (outside_indices(c.source_indices, evidence_window(r), spec.num_select), True)
+            for r, c in zip(batch, candidates, strict=True)
+        ]
     if selection == "clip":
         from temporal_rl.viarl.frame_baselines import clip_topk_selection
 
@@ -557,7 +621,8 @@ def evaluate_answers(
         records: canonical multiple-choice records (with `options` and a gold letter `answer`).
         selection: `"uniform"` (N candidates spread uniformly, segment centres), `"selector"` (the greedy selection
             of `selector`, uniform fallback when invalid, as in training), `"clip"` (CLIP top-N of `clip_scorer`),
-            `"oracle"` (the candidates in the record's evidence window, `oracle_indices`), or a mapping record id
+            `"oracle"` (the candidates in the record's evidence window, `oracle_indices`), `"outside"` (candidates
+            that do not show it, `outside_indices`: the answer model without the evidence), or a mapping record id
             -> candidate indices.
         spec: T, N and the resolutions.
         cache: the frame cache.
@@ -587,7 +652,7 @@ def evaluate_answers(
     results, invalid = [], 0
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
-        candidates = [spec.candidates(r["video"], cache) for r in batch]
+        candidates = [spec.candidates(r["video"], cache, selector=False) for r in batch]
         chosen = _choose(selection, batch, candidates, spec, cache, selector, clip_scorer, selector_max_new_tokens)
         prompts = [
             answer_prompt(processor, r, answer_video(c, indices), prompt)

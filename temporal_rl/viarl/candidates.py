@@ -34,6 +34,7 @@ not decode (`temporal_rl.video`) nor parse the selector's output (`temporal_rl.r
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,9 +96,17 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _source_size(path: str) -> tuple[int, int]:
-    """(height, width) of the first video stream, from the container header (no decoding)."""
+    """(height, width) of the first video stream, from the container header (no decoding); remembered per file
+    version (path, size, modification time), since opening a container costs about as much as reading a small
+    clip's cached frames."""
     if not os.path.isfile(path):
         raise VideoError(path, "video file not found" if not os.path.exists(path) else "not a file")
+    stat = os.stat(path)
+    return _header_size(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _header_size(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
     try:
         with av.open(path, mode="r") as container:
             if not container.streams.video:
@@ -136,13 +145,14 @@ class CandidateFrames:
 
     Attributes:
         video: the decoded candidates (frames near the answer size, timestamps, source indices, fps, path).
-        selector_frames: uint8 (T, h, w, 3), the labelled low-resolution copy for the selector.
+        selector_frames: uint8 (T, h, w, 3), the labelled low-resolution copy for the selector (None when built
+            for the answer side only, `candidate_frames(..., selector=False)`).
         answer_size: (H, W) of the frames `answer_frames` and `select_frames` hand to the answer model.
         label_style: how the labels were drawn.
     """
 
     video: SampledVideo
-    selector_frames: np.ndarray
+    selector_frames: np.ndarray | None
     answer_size: tuple[int, int]
     label_style: LabelStyle = field(default_factory=LabelStyle)
 
@@ -168,7 +178,15 @@ class CandidateFrames:
 
     @property
     def selector_size(self) -> tuple[int, int]:
-        return tuple(self.selector_frames.shape[1:3])
+        return tuple(self._selector_frames().shape[1:3])
+
+    def _selector_frames(self) -> np.ndarray:
+        if self.selector_frames is None:
+            raise ValueError(
+                f"{self.video.path}: these candidates were built for the answer side only (selector=False); build "
+                "them with selector=True for the selector's labelled frames"
+            )
+        return self.selector_frames
 
     def answer_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """uint8 (n, H, W, 3): the candidates at `indices` (all when None) at the answer size."""
@@ -183,7 +201,7 @@ class CandidateFrames:
         """
         video = self.video
         return SampledVideo(
-            frames=self.selector_frames,
+            frames=self._selector_frames(),
             timestamps=video.timestamps,
             indices=video.indices,
             source_fps=video.source_fps,
@@ -203,6 +221,7 @@ def candidate_frames(
     *,
     label_style: LabelStyle | None = None,
     threads: int = 0,
+    selector: bool = True,
 ) -> CandidateFrames:
     """The T candidate frames of the video at `path`: one decode (or cache hit), two resolutions, labelled.
 
@@ -215,6 +234,8 @@ def candidate_frames(
         cache: the frame cache; the candidates are decoded once per video and sampling, then read from it.
         label_style: how the indices are drawn (`LabelStyle()`: red, bottom-right).
         threads: decoder threads (0: FFmpeg chooses).
+        selector: build the labelled selector copy (False: the answer side only, `selector_frames` None; the answer
+            model's frame sources need no labels, and drawing T labels per row slowed their SFT batches).
 
     Raises:
         VideoError: the video cannot be read (see `temporal_rl.video.decode.decode_video`).
@@ -229,12 +250,13 @@ def candidate_frames(
     style = label_style or LabelStyle()
     height, width = _source_size(path)
     video = load_video(path, answer_sampling(height, width, num_candidates, answer_long_side), cache, threads=threads)
-    selector_size = long_side_size(height, width, selector_long_side)
-    selector = resize_frames(video.frames, selector_size)
-    selector = draw_index_labels(selector, range(video.num_frames), style)
+    labelled = None
+    if selector:
+        labelled = resize_frames(video.frames, long_side_size(height, width, selector_long_side))
+        labelled = draw_index_labels(labelled, range(video.num_frames), style)
     return CandidateFrames(
         video=video,
-        selector_frames=selector,
+        selector_frames=labelled,
         answer_size=long_side_size(height, width, answer_long_side),
         label_style=style,
     )
