@@ -97,3 +97,14 @@ def test_frame_budget_keeps_the_recipe_frames_in_each_family_sides(tmp_path):
     assert frame_budget("qwen2_5_vl", str(recipe)) == {"video_max_pixels": 84 * 84}
     with pytest.raises(ValueError, match="unknown model family 'qwen9'"):
         DemoConfig(family="qwen9")
+
+
+def test_progress_line_reads_the_trainers_bar_not_the_weight_loading_bars():
+    """A hand-written log: weight loading (69 tensors) and saving draw bars of their own before and after training."""
+    from temporal_rl.experiments.demo import UNBOUNDED_STEPS, last_step
+
+    loading = "Loading weights: 100%|##| 69/69 [00:00<00:00, 7194.35it/s]\n"
+    assert last_step(loading) == "starting"
+    training = f"  0%|  | 0/{UNBOUNDED_STEPS} [00:00<?, ?it/s]\r  0%|  | 12/{UNBOUNDED_STEPS} [00:09<1:01:53, 1.3it/s]"
+    assert last_step(loading + training) == "step 12"
+    assert last_step(loading + training + "\nWriting: 100%|##| 3/3 [00:00<00:00]\n") == "step 12"

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 RECIPE_SCRIPTS = Path(__file__).resolve().parents[2] / "recipes"
 METRICS = ("mIoU", "R@0.3", "R@0.5", "R@0.7")
 SWAPPED = "mIoU, swapped video"
+UNBOUNDED_STEPS = 1_000_000  # the equal-compute runs' max_steps: their wall-clock budget is what stops them
 BLIND, WARM_START, CONTROL, GRPO = (
     "blind: whole video",
     "SFT warm start",
@@ -212,7 +213,7 @@ def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path], budget: 
         while any(process.poll() is None for process in processes.values()):
             time.sleep(5)
             elapsed = time.perf_counter() - started
-            states = ", ".join(f"{name} {_last_step(logs[name])}" for name in batch)
+            states = ", ".join(f"{name} {last_step(_tail(logs[name]))}" for name in batch)
             print(f"[demo] {elapsed:5.0f} s of {budget:.0f} s: {states}", flush=True)  # noqa: T201
         for name, process in processes.items():
             seconds[name] = round(time.perf_counter() - started, 1)
@@ -222,15 +223,15 @@ def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path], budget: 
     return seconds
 
 
-def _last_step(log: Path) -> str:
-    """The last optimizer step a training log shows, for the progress line: the newest "| N/M [" of the progress bar
-    with the largest M (the training loop's; weight loading and saving draw small bars of their own)."""
-    text = log.read_text(errors="replace")[-20000:] if log.exists() else ""
-    bars = [(int(total), int(step)) for step, total in re.findall(r"\| *(\d+)/(\d+) \[", text)]
-    if not bars:
-        return "starting"
-    longest = max(total for total, _ in bars)
-    return f"step {[step for total, step in bars if total == longest][-1]}"
+def last_step(log_text: str, max_steps: int = UNBOUNDED_STEPS) -> str:
+    """The last optimizer step a training log shows, for the progress line: the newest "| N/max_steps [" of the
+    trainer's progress bar (weight loading and saving draw bars of their own, with other totals)."""
+    steps = re.findall(rf"\| *(\d+)/{max_steps} \[", log_text)
+    return f"step {steps[-1]}" if steps else "starting"
+
+
+def _tail(log: Path, size: int = 20_000) -> str:
+    return log.read_text(errors="replace")[-size:] if log.exists() else ""
 
 
 def plot_report(path: Path, curve: list[dict], runs: dict[str, list[dict]], ious: dict[str, list[float]]) -> None:
@@ -307,7 +308,7 @@ def run_demo(config: DemoConfig) -> dict:
         GRPO: [
             str(RECIPE_SCRIPTS / "grpo.py"),
             *recipe_arguments(
-                config.grpo_recipe, {**start_from, "output_dir": str(out / "grpo"), "max_steps": 1_000_000}
+                config.grpo_recipe, {**start_from, "output_dir": str(out / "grpo"), "max_steps": UNBOUNDED_STEPS}
             ),
         ],
         CONTROL: [
@@ -320,7 +321,7 @@ def run_demo(config: DemoConfig) -> dict:
                     "learning_rate": config.continued_learning_rate,
                     "lr_scheduler_type": "constant",
                     "warmup_steps": 0,
-                    "max_steps": 1_000_000,
+                    "max_steps": UNBOUNDED_STEPS,
                     "dataloader_num_workers": 0,  # one core each: the batches are built on the training core
                 },
             ),
