@@ -483,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"resuming: {len(records) - len(todo)} of {len(records)} records already predicted\n")
 
     run = generate_predictions(args, video, todo, predictions_path)
-    completions = read_predictions(predictions_path, known_ids)
+    # no predictions file when nothing was left to generate and nothing had been (every record skipped before)
+    completions = read_predictions(predictions_path, known_ids) if predictions_path.is_file() else {}
     report, samples = evaluate(records, {r["id"]: completions[r["id"]] for r in records if r["id"] in completions})
     breakdowns = benchmark_breakdowns(records, samples)
     report = {
