@@ -170,7 +170,8 @@ def test_evaluation_reads_the_training_recipe_video_and_prompt_settings(model_di
 
     settings = json.loads((out / "run_config.json").read_text())
     assert settings["sampling"] == trained.frame_sampling().to_dict()
-    assert (settings["think"], settings["span_format"], settings["video_position"]) == (False, "plain", "first")
+    # the tiny recipes put the video after the question (not the default): read from the recipe, not defaulted
+    assert (settings["think"], settings["span_format"], settings["video_position"]) == (False, "plain", "last")
     assert settings["sampling"] != FrameSampling().to_dict()  # the recipe's 56 px budget, not Qwen's default
     # the prompts the model got: those of the training recipe's frames and wording, token for token
     processor = AutoProcessor.from_pretrained(model_dir)

@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from data_tools.synth import generate_dataset
@@ -71,7 +72,7 @@ class DemoConfig:
     grpo_recipe: str = field(default="recipes/tiny/grpo_grounding.yaml", metadata={"help": "GRPO recipe YAML."})
     sft_steps: int | None = field(default=None, metadata={"help": "Override the SFT recipe's max_steps."})
     rl_seconds: float = field(
-        default=150.0, metadata={"help": "Wall-clock training budget of GRPO and of the continued-SFT control each."}
+        default=120.0, metadata={"help": "Wall-clock training budget of GRPO and of the continued-SFT control each."}
     )
     continued_learning_rate: float = field(
         default=2e-4, metadata={"help": "Constant learning rate of the continued-SFT control (the warm start's last)."}
@@ -79,7 +80,7 @@ class DemoConfig:
     parallel: bool = field(
         default=True, metadata={"help": "Run GRPO and the control side by side (one core each) instead of in turn."}
     )
-    curve_every: int = field(default=150, metadata={"help": "Warm-start steps between learning-curve points."})
+    curve_every: int = field(default=250, metadata={"help": "Warm-start steps between learning-curve points."})
     curve_samples: int = field(default=64, metadata={"help": "Held-out clips per learning-curve point."})
     kl_samples: int = field(default=64, metadata={"help": "Held-out clips of the zeroed-pixel KL check."})
     eval_batch_size: int = field(default=32, metadata={"help": "Records per generate call in evaluation."})
@@ -169,7 +170,7 @@ class LearningCurve(TrainerCallback):
         self.points.append({"step": state.global_step, **scores, "loss": losses[-1] if losses else None})
         step, own, swapped = state.global_step, scores["mIoU"], scores[SWAPPED]
         line = f"[demo] warm start step {step}: held-out mIoU {own:.1f}, with swapped videos {swapped:.1f}"
-        print(line, flush=True)  # noqa: T201
+        tqdm.write(line)  # above the trainer's progress bar, not through it
         return control
 
 
@@ -199,10 +200,14 @@ def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path], budget: 
 
 
 def _last_step(log: Path) -> str:
-    """The last optimizer step a training log shows (TRL's progress bar writes "| N/M ["), for the progress line."""
-    text = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    steps = re.findall(r"\| *(\d+)/\d+ \[", text)
-    return f"step {steps[-1]}" if steps else "starting"
+    """The last optimizer step a training log shows, for the progress line: the newest "| N/M [" of the progress bar
+    with the largest M (the training loop's; weight loading and saving draw small bars of their own)."""
+    text = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    bars = [(int(total), int(step)) for step, total in re.findall(r"\| *(\d+)/(\d+) \[", text)]
+    if not bars:
+        return "starting"
+    longest = max(total for total, _ in bars)
+    return f"step {[step for total, step in bars if total == longest][-1]}"
 
 
 def plot_report(path: Path, curve: list[dict], runs: dict[str, list[dict]], ious: dict[str, list[float]]) -> None:
