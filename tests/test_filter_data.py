@@ -403,6 +403,7 @@ def test_filter_recipes_see_the_prompts_their_grpo_recipe_trains_on(filter_recip
         (dict(discrete_rewards=[], continuous_rewards=[]), "no sample could be kept"),
         (dict(min_pass_rate=0.6, max_pass_rate=0.4), "fix min_pass_rate/max_pass_rate"),
         (dict(max_kept=0), "max_kept must be a positive count or null"),
+        (dict(max_prompt_tokens=0), "max_prompt_tokens must be a positive integer"),
         (dict(stratify_by=["question_type"]), "use [] to draw the cap uniformly"),
         (dict(model_name_or_path=None), "model_name_or_path is required"),
         (dict(video_min_pixels=5000, video_max_pixels=4000), "check the video_* fields"),

@@ -51,6 +51,7 @@ from typing import Any
 from temporal_rl.configs import VideoArguments
 from temporal_rl.data import RecordError, read_records, write_jsonl
 from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
+from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS
 from temporal_rl.resumable import append_jsonl, check_settings, drop_torn_tail, write_json_atomic
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -80,6 +81,7 @@ RESUME_KEYS = (
     "video_position",
     "sampling",
     "max_new_tokens",
+    "max_prompt_tokens",
     "do_sample",
 )
 
@@ -242,6 +244,7 @@ def generate_predictions(
             top_p=args.top_p,
             batch_size=args.batch_size,
             seed=args.seed,
+            max_prompt_tokens=args.max_prompt_tokens,
         )
         bar = tqdm(total=len(todo), desc="eval", unit="sample", file=sys.stderr, disable=args.no_progress)
 
@@ -386,6 +389,10 @@ class EvalArguments:
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N records only."})
     batch_size: int = field(default=8, metadata={"help": "Records per generate call."})
     max_new_tokens: int = field(default=256, metadata={"help": "Completion length cap."})
+    max_prompt_tokens: int = field(
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        metadata={"help": "Longest prompt in tokens, video included; a longer record is skipped and listed."},
+    )
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with --do_sample)."})
@@ -399,6 +406,8 @@ class EvalArguments:
     def __post_init__(self):
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError("--max_samples must be positive")
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"--max_prompt_tokens must be a positive count, got {self.max_prompt_tokens}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -452,6 +461,7 @@ def run_settings(args: EvalArguments, video: VideoArguments) -> dict[str, Any]:
         "sampling": video.frame_sampling().to_dict(),
         "frame_cache_dir": video.frame_cache_dir,
         "max_new_tokens": args.max_new_tokens,
+        "max_prompt_tokens": args.max_prompt_tokens,
         "do_sample": args.do_sample,
         "temperature": args.temperature,
         "top_p": args.top_p,
