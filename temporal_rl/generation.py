@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from temporal_rl.data import RecordError
+from temporal_rl.data import RecordError, check_video_duration
 from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS, PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
@@ -323,7 +323,8 @@ def prepare_prompt(
 
     Raises:
         PromptError: the record lacks a field, has an unknown task or missing options, its video is missing or
-            undecodable, or its prompt is longer than `max_prompt_tokens`.
+            undecodable or lasts other than its `duration` says (`temporal_rl.data.check_video_duration`), or
+            its prompt is longer than `max_prompt_tokens`.
     """
     record_id = str(record.get("id", "<no id>")) if isinstance(record, dict) else "<not a record>"
     if not isinstance(record, dict):
@@ -342,6 +343,8 @@ def prepare_prompt(
     try:
         messages = prompt.messages(record)
         video = load_video(record["video"], sampling, cache)
+        if _is_seconds(record.get("duration")):
+            check_video_duration(record["duration"], video.duration)
     except (ValueError, VideoError) as err:  # RecordError is a ValueError
         reason = str(err) if not isinstance(err, RecordError) else err.reason
         raise PromptError(record_id, reason) from err
@@ -353,6 +356,10 @@ def prepare_prompt(
             f"{max_prompt_tokens}",
         )
     return prepared
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _model_device(model: Any) -> torch.device:

@@ -270,3 +270,23 @@ def test_an_oversized_prompt_is_skipped_and_listed_and_its_batch_is_unchanged(mo
     assert [(g.record_id, g.completion_ids) for g in with_huge] == [(g.record_id, g.completion_ids) for g in alone]
     with pytest.raises(ValueError, match="max_prompt_tokens must be a positive integer or None"):
         GenerationOptions(max_prompt_tokens=0)
+
+
+def test_a_duration_that_disagrees_with_the_video_is_refused_naming_both(processor, records, cache):
+    """1e12 s on a 12 s clip used to pass: the decoded stream's length is the check (frames / fps, read here from
+    the container independently)."""
+    import av
+
+    from temporal_rl.data import RecordError
+    from temporal_rl.sft import PathFrames
+
+    with av.open(records[0]["video"]) as container:
+        stream = container.streams.video[0]
+        real = stream.frames / float(stream.average_rate)
+    assert abs(records[0]["duration"] - real) < 0.5  # the synthetic records are right to begin with
+    wrong = {**records[0], "id": "wrong-duration", "duration": real * 3 + 5}
+    with pytest.raises(PromptError, match=rf"'wrong-duration': the record says .* but its video lasts {real:.2f} s"):
+        prepare_prompt(wrong, processor, NATIVE_56, cache)
+    prepare_prompt({**records[0], "duration": real + 1.5}, processor, NATIVE_56, cache)  # within the tolerance
+    with pytest.raises(RecordError, match=r"record 'wrong-duration': the record says"):
+        PathFrames(NATIVE_56, cache)(wrong)
