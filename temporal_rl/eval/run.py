@@ -52,7 +52,14 @@ from temporal_rl.configs import VideoArguments
 from temporal_rl.data import RecordError, read_records, write_jsonl
 from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
 from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS
-from temporal_rl.resumable import append_jsonl, check_settings, drop_torn_tail, write_json_atomic
+from temporal_rl.resumable import (
+    OutputLocked,
+    append_jsonl,
+    check_settings,
+    drop_torn_tail,
+    lock_output_dir,
+    write_json_atomic,
+)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
@@ -477,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predictions_path = out / PREDICTIONS_FILE
+    try:
+        lock_output_dir(out)
+    except OutputLocked as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
     try:
         all_records = read_records(args.data, check_video=False)
         records = all_records[: args.max_samples] if args.max_samples else all_records

@@ -72,6 +72,8 @@ from temporal_rl.resumable import (
     check_settings,
     complete_lines,
     drop_torn_tail,
+    lock_output_dir,
+    stop_with_launcher,
     write_json_atomic,
 )
 
@@ -667,6 +669,8 @@ def run_filter(config: FilterConfig) -> dict[str, Any] | None:
     rank, world = state.process_index, state.num_processes
     out = Path(config.output_dir)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    stop_with_launcher()
+    lock_output_dir(out, rank)  # a second live run (or a killed run's left-over worker) on this folder: refused
 
     data = read_samples(config.data_file, config.max_samples)
     ranges = batch_ranges(len(data.records), config.batch_size)
