@@ -10,7 +10,7 @@ RUN_ENV := PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PAR
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 
-.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench viarl viarl-experiment
+.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench chaos viarl viarl-experiment
 
 install: $(STAMP)
 
@@ -79,6 +79,13 @@ filter-experiment: install
 # run, ARGS="--only decode,filter,grpo" for a subset. About 10 minutes here.
 bench: install
 	$(RUN_ENV) $(PY) -m benchmarks $(ARGS)
+
+# Kill -9 over the long jobs (benchmarks/chaos.py): evaluation and the filter (one and two processes) killed with
+# SIGKILL (the whole process group) at random moments, restarted with the same command, compared byte for byte with
+# an uninterrupted run; prints job, kills, restarts, outputs identical, units repeated, work lost. ARGS="--quick"
+# (the tests' mode), ARGS="--kills 5 --seed 3 --jobs eval,filter2".
+chaos: install
+	$(RUN_ENV) $(PY) -m benchmarks.chaos $(ARGS)
 
 # ViaRL on the tiny needle task, end to end (recipes/tiny/viarl_needle.yaml): builds the needle data and a tiny
 # selector and answerer under runs/viarl, then runs the warm starts and 2 cycles of {selector RL, selections, answer

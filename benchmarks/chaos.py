@@ -156,8 +156,10 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
     seen: set = set()
     for _ in range(kills):
         before = len(unit_lines(chaos, job.units))
-        target = rng.randint(before, max(before, job.total_units - 1))
-        delay = rng.uniform(0.0, 1.0)
+        # a random count of finished units (at least one short of the end, so the kill lands inside the work),
+        # then a random fraction of a second: inside a unit's generation, a write or the start-up
+        target = rng.randint(before, max(before, job.total_units - 2))
+        delay = rng.uniform(0.0, 0.3)
         state = _start_and_kill(job, chaos, log, target, delay, rng_deadline=reference_seconds * 3 + 60)
         if state["finished_before_kill"]:
             break

@@ -107,3 +107,36 @@ def test_a_worker_dies_with_its_launcher(launched):
     finally:
         if _alive(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_quick_chaos_every_job_is_identical_after_kill_9_and_restart(tmp_path):
+    """`make chaos` in its quick mode: evaluation and the filter killed (whole process group, SIGKILL) at a random
+    moment, restarted with the same command, compared byte for byte with an uninterrupted run."""
+    import json
+
+    from benchmarks.chaos import main
+
+    results_file = tmp_path / "chaos.json"
+    code = main(["--quick", "--seed", "1", "--work", str(tmp_path / "work"), "--json", str(results_file)])
+    results = json.loads(results_file.read_text())
+    assert [r["job"] for r in results] == ["eval", "filter"]
+    for result in results:
+        assert result["identical"], result
+        assert result["units_repeated"] == 0, result
+        assert result["kills"] == 1 and result["restarts"] == 1, result  # the kill landed before the job ended
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"", "the file is empty (0 bytes)"), (b"\n\n", "the file holds no records (only blank lines)")],
+)
+def test_eval_reports_an_empty_data_file_plainly(tmp_path, capsys, content, words):
+    """An empty or blank data file used to crash evaluation with a traceback about a missing predictions file."""
+    from temporal_rl.eval.run import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(content)
+    assert main(["--model", "absent", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert f"error: {data}: {words}" in capsys.readouterr().err
