@@ -3,8 +3,9 @@ jobs killed with SIGKILL at random moments, restarted with the same command, com
 
 Per job: the tiny random Qwen2.5-VL and synthetic grounding clips are made on the spot (in `--work`, default a
 temporary folder); the job runs once uninterrupted (the reference), then again in a fresh folder where, `--kills`
-times, it is started, killed with SIGKILL (the whole process group: launcher and workers) at a random moment
-after a random number of finished units, and started again with the same command; the last start runs to the end.
+times, it is started, killed with SIGKILL (the whole process tree: launcher and workers, which torchrun puts in
+sessions of their own) at a random moment after a random number of finished units, and started again with the same
+command; the last start runs to the end.
 The outputs that define the job's result are compared byte for byte with the reference's.
 
 Printed per job: kills, restarts, whether the outputs are identical, units finished before each kill, units
@@ -19,6 +20,7 @@ unit = one batch line in the shards), `filter2` (the same under `accelerate laun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -56,6 +58,7 @@ class ChaosResult:
     restarts: int
     identical: bool
     units_at_kills: list[int] = field(default_factory=list)
+    processes_killed: list[int] = field(default_factory=list)
     units_repeated: int = 0
     lost_seconds: float = 0.0
     reference_seconds: float = 0.0
@@ -115,12 +118,37 @@ def _run_to_end(job: Job, out: Path, log: Path) -> float:
     return time.monotonic() - start
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Linux `/proc`), parents before children. A launcher's workers
+    may sit in process groups of their own (torchrun starts each in a new session), so a group kill misses them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        tree.append(pid)
+        queue += children.get(pid, [])
+    return tree
+
+
+def _kill_tree(process: subprocess.Popen) -> int:
+    """SIGKILL the job's whole process tree at once (stopped first, so that none forks or exits in between).
+    Returns how many processes were killed."""
+    tree = process_tree(process.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    tree = process_tree(process.pid)  # anything forked before the stop
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait()
+    return len(tree)
 
 
 def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: float, rng_deadline: float) -> dict:
@@ -138,12 +166,13 @@ def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: fl
         time.sleep(0.02)
     finished = process.poll() is not None
     killed_at = time.time()
-    _kill_group(process)
+    killed = _kill_tree(process)
     last = _last_change(out, job.units)
     return {
         "finished_before_kill": finished,
         "units": len(unit_lines(out, job.units)),
         "lost": 0.0 if finished or last is None else max(0.0, killed_at - last),
+        "processes": killed,
     }
 
 
@@ -154,11 +183,11 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
     start = time.monotonic()
     result = ChaosResult(job.name, kills=0, restarts=0, identical=False, total_units=job.total_units)
     seen: set = set()
-    for _ in range(kills):
-        before = len(unit_lines(chaos, job.units))
-        # a random count of finished units (at least one short of the end, so the kill lands inside the work),
-        # then a random fraction of a second: inside a unit's generation, a write or the start-up
-        target = rng.randint(before, max(before, job.total_units - 2))
+    # the kills land after random counts of finished units (0: during start-up or the first unit; at most one short
+    # of the end, so each lands inside the work), in increasing order, each a random fraction of a second later:
+    # inside a unit's generation, a write, or the start-up
+    targets = sorted(rng.choices(range(0, max(1, job.total_units - 1)), k=kills))
+    for target in targets:
         delay = rng.uniform(0.0, 0.3)
         state = _start_and_kill(job, chaos, log, target, delay, rng_deadline=reference_seconds * 3 + 60)
         if state["finished_before_kill"]:
@@ -166,6 +195,7 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
         result.kills += 1
         result.units_at_kills.append(state["units"])
         result.lost_seconds += state["lost"]
+        result.processes_killed.append(state["processes"])
     result.restarts = result.kills
     _run_to_end(job, chaos, log)
     result.chaos_seconds = time.monotonic() - start
@@ -231,14 +261,16 @@ def prepare(work: Path, quick: bool) -> dict[str, Job]:
 
 def format_table(results: list[ChaosResult]) -> str:
     rows = [
-        "| job | kills | restarts | outputs identical | units done at each kill (of total) | units repeated | "
-        "work lost (s) | reference (s) | with kills (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| job | kills | processes killed each time | restarts | outputs identical | units done at each kill (of "
+        "total) | units repeated | work lost (s) | reference (s) | with kills (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         at = ", ".join(str(n) for n in r.units_at_kills) or "-"
+        processes = ", ".join(str(n) for n in r.processes_killed) or "-"
+        identical = "yes" if r.identical else "NO: " + ", ".join(r.differing)
         rows.append(
-            f"| {r.job} | {r.kills} | {r.restarts} | {'yes' if r.identical else 'NO: ' + ', '.join(r.differing)} | "
+            f"| {r.job} | {r.kills} | {processes} | {r.restarts} | {identical} | "
             f"{at} (of {r.total_units}) | {r.units_repeated} | {r.lost_seconds:.1f} | {r.reference_seconds:.1f} | "
             f"{r.chaos_seconds:.1f} |"
         )
