@@ -12,7 +12,7 @@ FAMILY ?= qwen2_5_vl
 DEMO_DIR ?= runs/demo$(if $(filter-out qwen2_5_vl,$(FAMILY)),-$(FAMILY))
 SEED ?= 0
 
-.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench bench-gpu viarl viarl-experiment
+.PHONY: install test test-fast lint format demo clean publish filter-data filter-experiment bench bench-gpu chaos viarl viarl-experiment
 
 install: $(STAMP)
 
@@ -90,6 +90,13 @@ bench: install
 # few steps) into bench/small. ARGS="--only grpo --steps 5", ARGS="--peft-lora-generation" (before the lean LoRA).
 bench-gpu: install
 	$(RUN_ENV) $(PY) -m benchmarks.real_size $(ARGS)
+
+# Kill -9 over the long jobs (benchmarks/chaos.py): evaluation and the filter (one and two processes) killed with
+# SIGKILL (the whole process group) at random moments, restarted with the same command, compared byte for byte with
+# an uninterrupted run; prints job, kills, restarts, outputs identical, units repeated, work lost. ARGS="--quick"
+# (the tests' mode), ARGS="--kills 5 --seed 3 --jobs eval,filter2".
+chaos: install
+	$(RUN_ENV) $(PY) -m benchmarks.chaos $(ARGS)
 
 # ViaRL on the tiny needle task, end to end (recipes/tiny/viarl_needle.yaml): builds the needle data and a tiny
 # selector and answerer under runs/viarl, then runs the warm starts and 2 cycles of {selector RL, selections, answer

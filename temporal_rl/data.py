@@ -38,6 +38,12 @@ OPTION_LETTERS = string.ascii_uppercase
 # A span may end this far past the duration and is then clipped, not rejected: annotation tools round
 # durations (Charades-STA and ActivityNet both carry spans a few hundredths past the end).
 SPAN_END_TOLERANCE_S = 0.05
+# The longest duration a record may claim (a week): 1e12 or 1e308 seconds is a broken field, not a video.
+MAX_DURATION_S = 7 * 24 * 3600.0
+# How far a record's duration may be from its decoded video's (`check_video_duration`): the larger of these.
+# Annotations round durations and re-encoded downloads lose or gain a little; a wrong field is off by far more.
+DURATION_TOLERANCE_S = 2.0
+DURATION_TOLERANCE_FRACTION = 0.1
 
 
 class RecordError(ValueError):
@@ -97,6 +103,8 @@ def validate_record(
     duration = record["duration"]
     if not _is_number(duration) or duration <= 0:
         raise fail("duration", f"must be a positive number of seconds, got {duration!r}")
+    if duration > MAX_DURATION_S:
+        raise fail("duration", f"{duration!r} s is longer than a week ({MAX_DURATION_S:.0f} s); a broken field?")
     out["duration"] = float(duration)
     if not isinstance(record["meta"], dict):
         raise fail("meta", f"must be an object, got {type(record['meta']).__name__}")
@@ -154,23 +162,85 @@ def _validated_spans(spans: Any, duration: float, fail) -> list[list[float]]:
 
 
 def resolve_video_path(video: str, jsonl_path: str | os.PathLike | None) -> Path:
-    """A record's video path: absolute as given, else relative to the JSONL file's folder."""
+    """A record's video path: absolute as given, else relative to the JSONL file's folder.
+
+    `..` in the video path is resolved here (the folders it crosses included), so the path is right even when the
+    JSONL's folder does not exist yet: a converter checks `../videos/x.mp4` against the output file it is about to
+    write, and the operating system cannot walk through a folder that is not there.
+    """
     video_path = Path(video)
     if video_path.is_absolute() or jsonl_path is None:
         return video_path
-    return Path(jsonl_path).resolve().parent / video_path
+    joined = Path(jsonl_path).resolve().parent / video_path
+    if ".." in video_path.parts:
+        return joined.parent.resolve() / joined.name
+    return joined
+
+
+def check_video_duration(
+    duration: float, video_duration: float, *, path: str | os.PathLike | None = None, line: int | None = None
+) -> None:
+    """Refuse a record whose `duration` disagrees with its decoded video's, beyond the tolerance (the larger of
+    `DURATION_TOLERANCE_S` and `DURATION_TOLERANCE_FRACTION` of the video's length).
+
+    Raises:
+        RecordError: on field `duration`, with both durations.
+    """
+    tolerance = max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION * video_duration)
+    if not abs(float(duration) - float(video_duration)) <= tolerance:
+        raise RecordError(
+            f"the record says {duration:g} s but its video lasts {video_duration:.2f} s (tolerance {tolerance:.1f} s)",
+            path=path,
+            line=line,
+            field="duration",
+        )
+
+
+def decode_line(raw: bytes, path: str | os.PathLike, number: int) -> str:
+    """One line of a JSONL file as text; bytes that are not UTF-8 raise a `RecordError` naming the file and line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(
+            f"not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})", path=path, line=number
+        ) from None
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | RecordError]]:
+    """(line number, text) for each non-blank line of a text file; a line that is not UTF-8 comes as a `RecordError`
+    (naming the file and line) in place of its text, so a reader may skip it like any bad line."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = decode_line(raw, path, number)
+            except RecordError as err:
+                yield number, err
+                continue
+            if text.strip():
+                yield number, text
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object) for each non-blank line; bad JSON raises RecordError."""
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"invalid JSON: {err.msg} (column {err.colno})", path=path, line=number) from None
+    """Yield (line number, parsed object) for each non-blank line; bad JSON or a line that is not UTF-8 raises
+    RecordError naming the file and the line."""
+    for number, text in iter_lines(path):
+        if isinstance(text, RecordError):
+            raise text
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as err:
+            raise RecordError(f"invalid JSON: {err.msg} (column {err.colno})", path=path, line=number) from None
+
+
+def check_not_empty(path: str | os.PathLike, count: int) -> None:
+    """Refuse a data file without a single record, saying whether it is empty or blank."""
+    if count:
+        return
+    size = os.path.getsize(path)
+    raise RecordError(
+        "the file is empty (0 bytes): no records" if size == 0 else "the file holds no records (only blank lines)",
+        path=path,
+    )
 
 
 def read_records(path: str | os.PathLike, *, check_video: bool = True, absolute_video: bool = True) -> list[dict]:
@@ -182,7 +252,8 @@ def read_records(path: str | os.PathLike, *, check_video: bool = True, absolute_
         absolute_video: rewrite each `video` to an absolute path, so the records can move away from the file.
 
     Raises:
-        RecordError: on the first invalid line or a duplicate id, naming the file, the line and the field.
+        RecordError: on the first invalid line or a duplicate id, naming the file, the line and the field; on a file
+            that holds no record (empty or blank).
     """
     if not Path(path).is_file():
         raise RecordError("file not found", path=path)
@@ -200,6 +271,7 @@ def read_records(path: str | os.PathLike, *, check_video: bool = True, absolute_
         if absolute_video:
             record["video"] = str(resolve_video_path(record["video"], path))
         records.append(record)
+    check_not_empty(path, len(records))
     return records
 
 

@@ -41,10 +41,10 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from temporal_rl.data import RecordError
+from temporal_rl.data import RecordError, check_video_duration
 from temporal_rl.families import video_format
 from temporal_rl.models.lora_generation import lean_lora_generation
-from temporal_rl.prompts import PromptOptions
+from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS, PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
 from temporal_rl.video.decode import VideoError
 from temporal_rl.video.inputs import model_inputs
@@ -73,6 +73,9 @@ class GenerationOptions:
         batch_size: records per `generate` call (a batch holds batch_size * K sequences).
         seed: seeds torch once at the start of `iter_generations` (sampled runs repeat exactly for the same
             batches).
+        max_prompt_tokens: the longest prompt, in tokens with the video's included, that is generated for; a longer
+            one is a `PromptError` (skipped and listed by the caller) instead of a batch that cannot be allocated.
+            None: no limit.
     """
 
     max_new_tokens: int = 256
@@ -83,12 +86,22 @@ class GenerationOptions:
     num_return_sequences: int = 1
     batch_size: int = 8
     seed: int | None = None
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
 
     def __post_init__(self):
         for name in ("max_new_tokens", "num_return_sequences", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GenerationOptions: {name} must be a positive integer, got {value!r}")
+        if self.max_prompt_tokens is not None and (
+            not isinstance(self.max_prompt_tokens, int)
+            or isinstance(self.max_prompt_tokens, bool)
+            or self.max_prompt_tokens < 1
+        ):
+            raise ValueError(
+                "GenerationOptions: max_prompt_tokens must be a positive integer or None, "
+                f"got {self.max_prompt_tokens!r}"
+            )
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise ValueError(f"GenerationOptions: top_k must be an integer >= 0, got {self.top_k!r}")
         if self.do_sample and not self.temperature > 0:
@@ -268,12 +281,35 @@ def generation_config(options: GenerationOptions, model: Any, processor: Any) ->
 # Records -> prompts -> completions
 
 
+# Characters per token tokenized, at most, to find a text over the prompt-length limit: English runs about 4, any
+# text over 16 characters a token is not worth tokenizing to refuse.
+CHARS_PER_TOKEN_CHECKED = 16
+
+
+def text_tokens_at_least(record: dict, processor: Any, max_prompt_tokens: int) -> int:
+    """A lower bound on the tokens of a record's question and options, found cheaply (0 when they are short).
+
+    Byte-level BPE never makes more tokens than UTF-8 bytes, so a text of at most `max_prompt_tokens` bytes cannot
+    be over the limit alone (0; the full prompt is measured after the processor). A longer one is tokenized up to
+    `CHARS_PER_TOKEN_CHECKED * max_prompt_tokens` characters, never its whole 1 MB: the count of that prefix, less
+    one for the token the cut may split, is a bound below the whole text's.
+    """
+    options = record.get("options") if isinstance(record.get("options"), list) else []
+    text = "\n".join(str(part) for part in [record.get("question", ""), *options])
+    if len(text.encode("utf-8", errors="replace")) <= max_prompt_tokens:
+        return 0
+    prefix = text[: CHARS_PER_TOKEN_CHECKED * max_prompt_tokens]
+    count = len(_tokenizer(processor)(prefix, add_special_tokens=False)["input_ids"])
+    return count if len(prefix) == len(text) else max(count - 1, 0)
+
+
 def prepare_prompt(
     record: dict,
     processor: Any,
     sampling: FrameSampling,
     cache: FrameCache | None,
     prompt: PromptOptions = PromptOptions(),
+    max_prompt_tokens: int | None = None,
 ) -> PreparedPrompt:
     """Build one record's model input: chat prompt, frames (loaded once, through `cache`), one processor call.
 
@@ -284,10 +320,12 @@ def prepare_prompt(
         sampling: the frame budget (with the family's frame-side factor, `VideoFormat.frame_sampling`).
         cache: the on-disk frame cache (None: decode every time).
         prompt: think / span format.
+        max_prompt_tokens: refuse a prompt longer than this (tokens, video included); None: no limit.
 
     Raises:
-        PromptError: the record lacks a field, has an unknown task or missing options, or its video is missing or
-            undecodable.
+        PromptError: the record lacks a field, has an unknown task or missing options, its video is missing or
+            undecodable or lasts other than its `duration` says (`temporal_rl.data.check_video_duration`), or
+            its prompt is longer than `max_prompt_tokens`.
     """
     record_id = str(record.get("id", "<no id>")) if isinstance(record, dict) else "<not a record>"
     if not isinstance(record, dict):
@@ -295,13 +333,34 @@ def prepare_prompt(
     missing = [name for name in REQUIRED_FIELDS if not record.get(name)]
     if missing:
         raise PromptError(record_id, f"field {missing[0]!r} is missing or empty")
+    if max_prompt_tokens is not None:
+        text_tokens = text_tokens_at_least(record, processor, max_prompt_tokens)
+        if text_tokens > max_prompt_tokens:
+            raise PromptError(
+                record_id,
+                f"prompt too long: at least {text_tokens} tokens in its question and options alone, over "
+                f"max_prompt_tokens={max_prompt_tokens}",
+            )
     try:
         messages = prompt.messages(record)
         video = load_video(record["video"], video_format(processor).frame_sampling(sampling), cache)
+        if _is_seconds(record.get("duration")):
+            check_video_duration(record["duration"], video.duration)
     except (ValueError, VideoError) as err:  # RecordError is a ValueError
         reason = str(err) if not isinstance(err, RecordError) else err.reason
         raise PromptError(record_id, reason) from err
-    return PreparedPrompt(record_id, model_inputs(processor, messages, video))
+    prepared = PreparedPrompt(record_id, model_inputs(processor, messages, video))
+    if max_prompt_tokens is not None and prepared.num_tokens > max_prompt_tokens:
+        raise PromptError(
+            record_id,
+            f"prompt too long: {prepared.num_tokens} tokens (video included), over max_prompt_tokens="
+            f"{max_prompt_tokens}",
+        )
+    return prepared
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _model_device(model: Any) -> torch.device:
@@ -378,7 +437,7 @@ def iter_generations(
     pending: list[PreparedPrompt] = []
     for record in records:
         try:
-            pending.append(prepare_prompt(record, processor, sampling, cache, prompt))
+            pending.append(prepare_prompt(record, processor, sampling, cache, prompt, generation.max_prompt_tokens))
         except PromptError as err:
             if on_error is None:
                 raise

@@ -17,9 +17,11 @@ settings, the recipe and config, the data, a metrics table, the commands that re
 library versions.
 
 The token comes from `token=` or the environment (`HF_TOKEN`) and goes to huggingface_hub only: config keys
-that look like secrets (`hub_token`, `*password*`, ...) are dropped from the card, any occurrence of the token in
-the commands is replaced by `$HF_TOKEN`, and every file of the staged folder is checked not to contain it before
-anything is uploaded. A dry run (`dry_run_dir`) writes exactly the folder that would be uploaded and uploads nothing.
+that look like secrets (`hub_token`, `*password*`, ...) are dropped from the card, any occurrence of the token and
+any other `hf_...` token pattern (`HF_TOKEN_RE`) in the config and the commands is replaced by `$HF_TOKEN`, and
+every file of the staged folder is checked to contain neither before anything is uploaded. An allowlisted name
+that links out of the adapter folder, or a file over its size cap, is refused. A dry run (`dry_run_dir`) writes
+exactly the folder that would be uploaded and uploads nothing; a refused dry run leaves no file behind.
 
 This module owns the upload folder, the model card and the upload call. It does not train or evaluate.
 """
@@ -58,6 +60,13 @@ CARD_FILE = "README.md"
 ALLOWED_FILES = (*ADAPTER_FILES, *PROCESSOR_FILES, CARD_FILE)
 TOKEN_ENV_VAR = "HF_TOKEN"
 SECRET_KEY_RE = re.compile(r"token|secret|password|passwd|api[_-]?key|credential", re.IGNORECASE)
+# Any Hugging Face token, wherever it sits (a config value under an innocent key, a command line): `hf_` and 30+
+# letters and digits, not inside a longer word. No nested quantifier: linear in the text.
+HF_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}")
+# Largest file staged, by name: the adapter weights of a 32B model at rank 128 are about 1 GB; a tokenizer or
+# processor file is a few MB. A bigger one is not what the name says.
+MAX_ADAPTER_BYTES = 4 << 30
+MAX_PROCESSOR_FILE_BYTES = 64 << 20
 REDACTED = "<redacted>"
 
 # Base models whose licence is known (the Hub model card's `license`); others get none unless the config says.
@@ -97,11 +106,14 @@ def _read_mapping(value: str | os.PathLike | Mapping | None, what: str) -> dict 
 
 
 def redact_secrets(value: Any) -> Any:
-    """A copy of a config with every key that looks like a secret (token, password, api key...) dropped."""
+    """A copy of a config with every key that looks like a secret (token, password, api key...) dropped, and any
+    Hub token pattern in the strings left replaced by `$HF_TOKEN`."""
     if isinstance(value, Mapping):
         return {k: redact_secrets(v) for k, v in value.items() if not SECRET_KEY_RE.search(str(k))}
     if isinstance(value, list):
         return [redact_secrets(v) for v in value]
+    if isinstance(value, str):
+        return HF_TOKEN_RE.sub(f"${TOKEN_ENV_VAR}", value)
     return value
 
 
@@ -281,22 +293,60 @@ def render_card(metadata_yaml: str, body: str) -> str:
 
 
 def upload_files(adapter_dir: Path) -> list[str]:
-    """The allowlisted files of the adapter folder, in `ALLOWED_FILES` order (the card excluded: it is generated)."""
-    return [name for name in (*ADAPTER_FILES, *PROCESSOR_FILES) if (adapter_dir / name).is_file()]
+    """The allowlisted files of the adapter folder, in `ALLOWED_FILES` order (the card excluded: it is generated).
+
+    Raises:
+        PublishError: an allowlisted name is a link that leads out of the adapter folder (`vocab.json ->
+            /etc/passwd`), or a file is over its size cap (`MAX_ADAPTER_BYTES` for the weights,
+            `MAX_PROCESSOR_FILE_BYTES` for the rest).
+    """
+    root = adapter_dir.resolve()
+    names = []
+    for name in (*ADAPTER_FILES, *PROCESSOR_FILES):
+        path = adapter_dir / name
+        if not (path.is_file() or path.is_symlink()):
+            continue
+        target = path.resolve()
+        if path.is_symlink() and not target.is_relative_to(root):
+            raise PublishError(f"{name} is a link to {target}, outside the adapter folder; nothing was uploaded")
+        if not target.is_file():
+            raise PublishError(f"{name} is not a regular file; nothing was uploaded")
+        cap = MAX_ADAPTER_BYTES if name == ADAPTER_FILES[0] else MAX_PROCESSOR_FILE_BYTES
+        size = target.stat().st_size
+        if size > cap:
+            raise PublishError(
+                f"{name} is {size / 2**20:.0f} MiB, over its cap of {cap / 2**20:.0f} MiB; nothing was uploaded"
+            )
+        names.append(name)
+    return names
 
 
-def _scrub(text: str, token: str | None) -> str:
-    return text.replace(token, f"${TOKEN_ENV_VAR}") if token else text
+def scrub_tokens(text: str, token: str | None = None) -> str:
+    """`text` with the given token and every other `hf_...` token pattern replaced by `$HF_TOKEN`.
+
+    Example:
+        ```python
+        >>> scrub_tokens("HF_TOKEN=hf_" + "a1" * 17 + " make publish; key=s3cret", token="s3cret")
+        'HF_TOKEN=$HF_TOKEN make publish; key=$HF_TOKEN'
+        ```
+    """
+    if token:
+        text = text.replace(token, f"${TOKEN_ENV_VAR}")
+    return HF_TOKEN_RE.sub(f"${TOKEN_ENV_VAR}", text)
 
 
 def assert_token_absent(folder: Path, token: str | None) -> None:
-    """Fail if any byte sequence of any file under `folder` is the token."""
-    if not token:
-        return
-    needle = token.encode()
+    """Fail if any file under `folder` holds the token or anything shaped like a Hub token (`HF_TOKEN_RE`)."""
+    needle = token.encode() if token else None
+    pattern = re.compile(HF_TOKEN_RE.pattern.encode())
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and needle in path.read_bytes():
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        if needle and needle in content:
             raise PublishError(f"{path.name} would carry the Hub token; nothing was uploaded")
+        if pattern.search(content):
+            raise PublishError(f"{path.name} would carry a Hub token (hf_...); nothing was uploaded")
 
 
 def stage_folder(
@@ -316,14 +366,14 @@ def stage_folder(
     recipe_dict = redact_secrets(_read_mapping(recipe, "recipe"))
     config_dict = redact_secrets(_read_mapping(config, "config"))
     recipe_name = None if recipe is None or isinstance(recipe, Mapping) else str(recipe)
-    clean_commands = [_scrub(str(command), token) for command in commands or ()]
+    clean_commands = [scrub_tokens(str(command), token) for command in commands or ()]
     names = upload_files(adapter_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copyfile(adapter_dir / name, folder / name)
     metadata_yaml = card_metadata(repo_id, adapter_config, reports, recipe_dict, config_dict).to_yaml()
     body = card_body(repo_id, adapter_config, reports, recipe_dict, recipe_name, config_dict, clean_commands)
-    (folder / CARD_FILE).write_text(_scrub(render_card(metadata_yaml, body), token), encoding="utf-8")
+    (folder / CARD_FILE).write_text(scrub_tokens(render_card(metadata_yaml, body), token), encoding="utf-8")
     assert_token_absent(folder, token)
     return [*names, CARD_FILE]
 
@@ -339,6 +389,16 @@ def _prepare_dry_run_dir(path: Path) -> None:
         raise PublishError(f"dry run folder {path} holds other files ({', '.join(sorted(foreign))}); use an empty one")
     for child in path.iterdir():
         child.unlink()
+
+
+def _clear_staged(folder: Path, *, remove: bool) -> None:
+    """Delete what staging wrote into `folder` (only allowlisted names ever are), and the folder if it made it."""
+    if not folder.is_dir():
+        return
+    for name in ALLOWED_FILES:
+        (folder / name).unlink(missing_ok=True)
+    if remove and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -382,8 +442,14 @@ def publish_adapter(
     stage = dict(eval_report=eval_report, recipe=recipe, config=config, commands=commands, token=token)
     if dry_run_dir is not None:
         folder = Path(dry_run_dir)
+        created = not folder.exists()
         _prepare_dry_run_dir(folder)
-        stage_folder(folder, adapter_dir, repo_id, **stage)
+        try:
+            stage_folder(folder, adapter_dir, repo_id, **stage)
+        except BaseException:
+            # a refused folder is left as it was found (gone, or empty): never half a folder holding a token
+            _clear_staged(folder, remove=created)
+            raise
         return str(folder)
     if not token:
         raise PublishError(f"no Hub token: set {TOKEN_ENV_VAR} in the environment (or use a dry run)")

@@ -27,6 +27,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The default prompt-length limit (tokens, video included) of generation (evaluation, the filter): Qwen2.5-VL's
+# context is 32768 tokens, and a prompt past this is a broken record (a 1 MB question), not a question; one such
+# record must be skipped and listed, not take its batch down.
+DEFAULT_MAX_PROMPT_TOKENS = 16384
+
 SPAN_FORMATS = ("json", "plain")
 # Where the video goes in the user message. "last" keeps the distance from the video to the answer fixed, which
 # a small model needs to read times off the rotary positions when query lengths vary.

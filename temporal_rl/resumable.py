@@ -194,3 +194,87 @@ def batch_seed(namespace: str, seed: int, batch: int | Sequence[str]) -> int:
     key = batch if isinstance(batch, int) else json.dumps([str(item) for item in batch])
     digest = hashlib.sha256(f"{namespace}/{seed}/{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One live run per output folder
+
+
+class OutputLocked(RuntimeError):
+    """Another live process holds the output folder's lock. The message names the folder and that process."""
+
+    def __init__(self, folder: str | os.PathLike, holder: str):
+        self.path = folder
+        super().__init__(
+            f"{folder}: in use by another live run ({holder}); wait for it to finish or stop it, or use another "
+            "output folder (a killed run frees the folder at once)"
+        )
+
+
+LOCK_PREFIX = ".lock"
+# The locks this process holds: kept open for its lifetime (the kernel drops them when it dies, SIGKILL included).
+_HELD_LOCKS: dict[str, IO] = {}
+
+
+def lock_output_dir(folder: str | os.PathLike, rank: int = 0) -> Path:
+    """Take process `rank`'s exclusive lock on `folder` (`.lock.rank-N`), held until this process exits.
+
+    A second live run on the same folder cannot take it (`OutputLocked`): each process of a data-parallel run
+    takes its own rank's lock, so a restart finds a left-over worker of a killed run still writing as surely as a
+    whole second run. The lock is `flock`'s, tied to the open file: it needs no clean-up, and a process killed by
+    SIGKILL frees it at once. Taking it twice in one process is a no-op.
+
+    Returns:
+        The lock file's path (it holds the holder's pid and host, for the message).
+
+    Raises:
+        OutputLocked: another live process holds this rank's lock.
+    """
+    import fcntl
+    import socket
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / f"{LOCK_PREFIX}.rank-{rank}"
+    key = str(path.resolve())
+    if key in _HELD_LOCKS:
+        return path
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for the process's lifetime)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "holder unknown"
+        handle.close()
+        raise OutputLocked(folder, holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    _HELD_LOCKS[key] = handle
+    return path
+
+
+def stop_with_launcher() -> bool:
+    """In a process started by a launcher (`accelerate launch`, `torchrun`: `LOCAL_RANK` is set), ask the kernel
+    to SIGKILL this process when its parent dies (`accelerate launch` sets `ACCELERATE_MIXED_PRECISION` even for one
+    process), so a killed launcher leaves no worker running on beside its
+    restart; a worker whose launcher is already gone exits now. Linux only (elsewhere nothing is done).
+
+    Returns:
+        Whether the request was made.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    launched = "LOCAL_RANK" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
+    if not launched or not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # the launcher died before the request was made
+        os._exit(1)
+    return True

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from temporal_rl.data import RecordError, check_video_duration
 from temporal_rl.families import video_format
 from temporal_rl.prompts import PromptOptions
 from temporal_rl.video.cache import FrameCache, load_video
@@ -49,7 +50,13 @@ class PathFrames:
         self.sampling, self.cache = sampling, cache
 
     def __call__(self, row: dict) -> SampledVideo:
-        return load_video(row["video"], self.sampling, self.cache)
+        video = load_video(row["video"], self.sampling, self.cache)
+        if isinstance(row.get("duration"), (int, float)) and not isinstance(row.get("duration"), bool):
+            try:
+                check_video_duration(row["duration"], video.duration)
+            except RecordError as err:
+                raise RecordError(f"record {row.get('id')!r}: {err.reason}", field="duration") from None
+        return video
 
 
 class VideoSFTCollator:

@@ -26,6 +26,7 @@ from temporal_rl.configs import DataArguments, TemporalSFTConfig
 from temporal_rl.data import load_dataset
 from temporal_rl.families import family_of
 from temporal_rl.models.loading import TemporalModelConfig, load_model, load_processor, lora_config
+from temporal_rl.resumable import lock_output_dir, stop_with_launcher
 from temporal_rl.sft import FrameSource, VideoSFTCollator
 
 
@@ -157,8 +158,12 @@ class WallClockBudget(TrainerCallback):
 def train_and_save(trainer, processor):
     """Train (resuming when the config says so), then save the state, the model or adapter and the processor.
 
-    A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`).
+    A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`). Each process
+    first takes its rank's lock on `output_dir` (`temporal_rl.resumable.lock_output_dir`: a second live run there
+    fails at once) and asks to die with its launcher (`stop_with_launcher`).
     """
+    stop_with_launcher()
+    lock_output_dir(trainer.args.output_dir, trainer.args.process_index)
     budget = getattr(trainer.args, "max_train_seconds", None)
     if budget is not None:
         trainer.add_callback(WallClockBudget(budget))

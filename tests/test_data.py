@@ -1,10 +1,20 @@
 """The canonical record: valid files load as a datasets.Dataset; each kind of bad line names file, line, field."""
 
 import json
+import re
 
 import pytest
 
-from temporal_rl.data import RecordError, load_dataset, read_records, record_meta, write_jsonl
+from temporal_rl.data import (
+    RecordError,
+    check_video_duration,
+    load_dataset,
+    read_records,
+    record_meta,
+    resolve_video_path,
+    validate_record,
+    write_jsonl,
+)
 
 
 def _record(**overrides):
@@ -109,3 +119,60 @@ def test_write_jsonl_is_atomic_and_leaves_no_temp_files(tmp_path):
         write_jsonl(path, [{"c": 2}, {"d": object()}])
     assert path.read_text(encoding="utf-8") == '{"a": 1}\n{"b": "é"}\n'
     assert sorted(p.name for p in path.parent.iterdir()) == ["rows.jsonl"]
+
+
+def test_a_line_that_is_not_utf8_names_file_and_line(data_dir):
+    """A byte that is not UTF-8 used to escape as a raw UnicodeDecodeError without file or line."""
+    path = data_dir / "data.jsonl"
+    good = json.dumps(_record()).encode()
+    path.write_bytes(good + b"\n" + good.replace(b"red circle", b"red \xff circle") + b"\n")
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    assert (info.value.path, info.value.line) == (path, 2)
+    assert "line 2: not UTF-8 text (byte 0xff at column" in str(info.value)
+
+
+@pytest.mark.parametrize(("content", "words"), [(b"", "empty (0 bytes)"), (b"\n  \n\t\n", "only blank lines")])
+def test_an_empty_or_blank_file_is_refused_plainly(data_dir, content, words):
+    path = data_dir / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(RecordError, match=rf"data.jsonl: the file .*{re.escape(words)}"):
+        read_records(path)
+
+
+@pytest.mark.parametrize(
+    ("duration", "spans"), [(1e12, [[2.0, 4.5]]), (1e308, [[1e307, 1e308]]), (604800.5, [[1.0, 2.0]])]
+)
+def test_an_absurd_duration_is_refused(data_dir, duration, spans):
+    path = _write(data_dir / "data.jsonl", [_record(duration=duration, spans=spans)])
+    with pytest.raises(RecordError, match=r"line 1, field 'duration': .* longer than a week"):
+        read_records(path)
+
+
+def test_a_long_but_real_duration_passes(data_dir):
+    path = _write(data_dir / "data.jsonl", [_record(duration=36000.0, spans=[[100.0, 200.0]])])
+    assert read_records(path)[0]["duration"] == 36000.0
+
+
+def test_check_video_duration_allows_rounding_and_refuses_a_wrong_field():
+    check_video_duration(12.0, 12.04)
+    check_video_duration(13.9, 12.0)  # within 2 s
+    check_video_duration(110.0, 100.0)  # within 10 %
+    with pytest.raises(RecordError, match=r"field 'duration': the record says 1e\+12 s but its video lasts 12.00 s"):
+        check_video_duration(1e12, 12.0, path="d.jsonl", line=3)
+    with pytest.raises(RecordError, match="the record says 30 s but its video lasts 12.00 s"):
+        check_video_duration(30.0, 12.0)
+
+
+def test_a_video_path_with_dotdot_resolves_when_the_jsonl_folder_does_not_exist_yet(tmp_path):
+    """A converter checks `../videos/a.mp4` against an output file in a folder it has not created yet: the OS cannot
+    walk through `out/new/..`, so the path is resolved before it is used (every record was rejected before)."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"\x00")
+    out = tmp_path / "out" / "new" / "data.jsonl"
+    resolved = resolve_video_path("../../videos/a.mp4", out)
+    assert resolved == tmp_path.resolve() / "videos" / "a.mp4" and resolved.is_file()
+    record = validate_record(_record(video="../../videos/a.mp4"), path=out, check_video=True)
+    assert record["video"] == "../../videos/a.mp4"
+    # without `..` the path is the folder joined with it, as before (a symlinked video folder is not resolved)
+    assert resolve_video_path("videos/a.mp4", tmp_path / "d.jsonl") == tmp_path.resolve() / "videos" / "a.mp4"

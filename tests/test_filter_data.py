@@ -416,6 +416,7 @@ def test_filter_recipes_see_the_prompts_their_grpo_recipe_trains_on(filter_recip
         (dict(discrete_rewards=[], continuous_rewards=[]), "no sample could be kept"),
         (dict(min_pass_rate=0.6, max_pass_rate=0.4), "fix min_pass_rate/max_pass_rate"),
         (dict(max_kept=0), "max_kept must be a positive count or null"),
+        (dict(max_prompt_tokens=0), "max_prompt_tokens must be a positive integer"),
         (dict(stratify_by=["question_type"]), "use [] to draw the cap uniformly"),
         (dict(model_name_or_path=None), "model_name_or_path is required"),
         (dict(video_min_pixels=5000, video_max_pixels=4000), "check the video_* fields"),
@@ -431,3 +432,27 @@ def test_invalid_settings_fail_with_the_fix(overrides, message):
 def test_missing_data_file_is_an_error_naming_it(tiny_model_dir, tmp_path):
     with pytest.raises(RecordError, match="absent.jsonl: file not found"):
         _run(_config(tiny_model_dir, tmp_path / "absent.jsonl", tmp_path / "out"))
+
+
+def test_a_line_that_is_not_utf8_is_a_listed_skip_and_the_rest_is_read(tmp_path):
+    """One byte that is not UTF-8 used to kill the filter with a traceback and nothing written."""
+    from temporal_rl.filtering.run import read_samples
+
+    record = {"id": "a", "video": "v.mp4", "duration": 10.0, "task": "grounding", "question": "When?",
+              "options": None, "answer": None, "spans": [[1.0, 2.0]], "source": "s", "meta": {}}  # fmt: skip
+    good = json.dumps(record).encode()
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(good + b"\n" + good.replace(b'"a"', b'"b\xc3"') + b"\n" + good.replace(b'"a"', b'"c"') + b"\n")
+    data = read_samples(path)
+    assert [r["id"] for r in data.records] == ["a", "c"] and data.lines == [1, 3]
+    assert data.bad == [{"line": 2, "id": None, "stage": "read", "reason": "not UTF-8 text (byte 0xc3 at column 10)"}]
+
+
+@pytest.mark.parametrize(("content", "words"), [(b"", "empty"), (b"\n \n", "only blank lines")])
+def test_an_empty_data_file_is_an_error_naming_it(content, words, tmp_path):
+    from temporal_rl.filtering.run import read_samples
+
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(RecordError, match=f"data.jsonl: the file .*{words}"):
+        read_samples(path)

@@ -194,3 +194,75 @@ def test_cli_dry_run(adapter_dir, tmp_path, fake_env, capsys):
     assert "nothing uploaded" in capsys.readouterr().out
     assert hub.main(argv) == 0  # a second dry run into the same folder replaces the first
     assert front_matter((out / "README.md").read_text())["model-index"][0]["results"][0]["metrics"]
+
+
+def _bare_adapter(adapter_dir: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copyfile(adapter_dir / name, folder / name)
+    return folder
+
+
+def test_a_link_out_of_the_adapter_folder_is_refused_and_a_link_inside_is_staged(adapter_dir, tmp_path, fake_env):
+    """`vocab.json -> /etc/passwd` used to be followed and staged."""
+    outside = tmp_path / "secret.txt"
+    outside.write_text("root:x:0:0\n")
+    linked = _bare_adapter(adapter_dir, tmp_path / "linked")
+    (linked / "vocab.json").symlink_to(outside)
+    with pytest.raises(PublishError, match=r"vocab.json is a link to .*secret.txt, outside the adapter folder"):
+        dry_run(linked, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (linked / "vocab.json").unlink()
+    (linked / "real_vocab.json").write_text("{}")
+    (linked / "vocab.json").symlink_to(linked / "real_vocab.json")
+    dry_run(linked, tmp_path / "out")
+    assert (tmp_path / "out" / "vocab.json").read_text() == "{}" and not (tmp_path / "out" / "vocab.json").is_symlink()
+
+
+def test_a_file_over_its_size_cap_is_refused(adapter_dir, tmp_path, fake_env, monkeypatch):
+    """A 300 MB merges.txt used to be staged; the cap is lowered here so the test writes 2 MB, not 300."""
+    monkeypatch.setattr(hub, "MAX_PROCESSOR_FILE_BYTES", 1 << 20)
+    big = _bare_adapter(adapter_dir, tmp_path / "big")
+    (big / "merges.txt").write_bytes(b"a b\n" * (2 << 18))  # 2 MiB
+    with pytest.raises(PublishError, match=r"merges.txt is 2 MiB, over its cap of 1 MiB"):
+        dry_run(big, tmp_path / "out")
+    (big / "merges.txt").write_bytes(b"a b\n" * (1 << 18))  # exactly 1 MiB: at the cap, staged
+    dry_run(big, tmp_path / "out")
+    assert (tmp_path / "out" / "merges.txt").stat().st_size == 1 << 20
+
+
+def test_a_refused_dry_run_leaves_no_file_behind(adapter_dir, tmp_path, fake_env):
+    """After refusing a file that carries the token, the dry-run folder used to still hold it."""
+    leaky = _bare_adapter(adapter_dir, tmp_path / "leaky")
+    (leaky / "tokenizer_config.json").write_text(json.dumps({"auth": FAKE_TOKEN}))
+    fresh, reused = tmp_path / "fresh", tmp_path / "reused"
+    dry_run(adapter_dir, reused)  # a previous good dry run sits there
+    for out in (fresh, reused):
+        with pytest.raises(PublishError, match="tokenizer_config.json would carry the Hub token"):
+            dry_run(leaky, out)
+    assert not fresh.exists()
+    assert list(reused.iterdir()) == []
+    assert not any(FAKE_TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+                   and p.parent.name in ("fresh", "reused"))  # fmt: skip
+
+
+def test_every_token_pattern_is_scrubbed_not_only_hf_token(adapter_dir, tmp_path, monkeypatch):
+    """A token under a key not taken for a secret, or given only inside a command with HF_TOKEN unset, used to end
+    up in README.md."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    other = "hf_" + "Zq9" * 12  # a second, different token: the scrub must not rely on knowing it
+    out = tmp_path / "out"
+    publish_adapter(
+        adapter_dir, "someone/x", dry_run_dir=out,
+        config={"method": "GRPO", "notes": f"pushed with {other}", "wandb": {"run": FAKE_TOKEN}},
+        commands=[f"huggingface-cli login --token {FAKE_TOKEN} && make publish", f"echo {other}"],
+    )  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert FAKE_TOKEN not in card and other not in card and "hf_" not in card.replace("$HF_TOKEN", "")
+    assert "huggingface-cli login --token $HF_TOKEN && make publish" in card
+    # a processor file carrying some other token is refused too, whatever HF_TOKEN holds
+    leaky = _bare_adapter(adapter_dir, tmp_path / "leaky")
+    (leaky / "tokenizer_config.json").write_text(json.dumps({"note": other}))
+    with pytest.raises(PublishError, match=r"tokenizer_config.json would carry a Hub token \(hf_...\)"):
+        publish_adapter(leaky, "someone/x", dry_run_dir=tmp_path / "c")
+    assert hub.scrub_tokens("hf_short and xhf_" + "a" * 40) == "hf_short and xhf_" + "a" * 40  # not token-shaped

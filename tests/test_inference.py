@@ -5,6 +5,8 @@ unbatched" hold by accident; the fixture model has its weights shaken (seeded) s
 between records.
 """
 
+import re
+
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -241,3 +243,54 @@ def test_generation_follows_the_model_to_cuda(model, processor, records, cache):
     )
     assert [g.completion_tokens for g in on_cuda] == [g.completion_tokens for g in on_cpu]
     assert all(not set(ids) & set(vision_token_ids(processor)) for g in on_cuda for ids in g.completion_ids)
+
+
+def test_an_oversized_prompt_is_skipped_and_listed_and_its_batch_is_unchanged(model, processor, records, cache):
+    """A 1 MB question used to make its batch try to allocate about 1 TB (evaluation) or stall the filter for ten
+    minutes: the prompt-length limit skips it with its length, and the records batched beside it come out as they
+    do without it."""
+    huge = {**records[1], "id": "huge", "question": "When does it happen? " * 50_000}  # ~1 MB
+    exact = prepare_prompt(records[0], processor, NATIVE_56, cache).num_tokens
+    assert prepare_prompt(records[0], processor, NATIVE_56, cache, max_prompt_tokens=exact).num_tokens == exact
+    with pytest.raises(PromptError, match=rf"prompt too long: {exact} tokens \(video included\), over .*={exact - 1}"):
+        prepare_prompt(records[0], processor, NATIVE_56, cache, max_prompt_tokens=exact - 1)
+
+    options = GenerationOptions(max_new_tokens=4, batch_size=3)
+    errors = []
+    with_huge = list(
+        iter_generations(
+            model, processor, [records[0], huge, records[2], records[3]], NATIVE_56, cache, generation=options,
+            on_error=lambda r, e: errors.append(e),
+        )
+    )  # fmt: skip
+    alone = list(iter_generations(model, processor, [records[0], records[2], records[3]], NATIVE_56, cache,
+                                  generation=options))  # fmt: skip
+    assert [e.record_id for e in errors] == ["huge"]
+    assert re.fullmatch(r"prompt too long: at least \d+ tokens in its question and options alone, over "
+                        r"max_prompt_tokens=16384", errors[0].reason)  # fmt: skip
+    # the bound it gives is a real count: the tokenizer's own on the prefix it read (16 characters a token)
+    prefix = huge["question"][: 16 * 16384]
+    assert int(errors[0].reason.split()[5]) == len(processor.tokenizer(prefix, add_special_tokens=False).input_ids) - 1
+    assert [(g.record_id, g.completion_ids) for g in with_huge] == [(g.record_id, g.completion_ids) for g in alone]
+    with pytest.raises(ValueError, match="max_prompt_tokens must be a positive integer or None"):
+        GenerationOptions(max_prompt_tokens=0)
+
+
+def test_a_duration_that_disagrees_with_the_video_is_refused_naming_both(processor, records, cache):
+    """1e12 s on a 12 s clip used to pass: the decoded stream's length is the check (frames / fps, read here from
+    the container independently)."""
+    import av
+
+    from temporal_rl.data import RecordError
+    from temporal_rl.sft import PathFrames
+
+    with av.open(records[0]["video"]) as container:
+        stream = container.streams.video[0]
+        real = stream.frames / float(stream.average_rate)
+    assert abs(records[0]["duration"] - real) < 0.5  # the synthetic records are right to begin with
+    wrong = {**records[0], "id": "wrong-duration", "duration": real * 3 + 5}
+    with pytest.raises(PromptError, match=rf"'wrong-duration': the record says .* but its video lasts {real:.2f} s"):
+        prepare_prompt(wrong, processor, NATIVE_56, cache)
+    prepare_prompt({**records[0], "duration": real + 1.5}, processor, NATIVE_56, cache)  # within the tolerance
+    with pytest.raises(RecordError, match=r"record 'wrong-duration': the record says"):
+        PathFrames(NATIVE_56, cache)(wrong)

@@ -555,3 +555,61 @@ def test_video_metadata_describes_the_sample(clips):
     assert (metadata.height, metadata.width) == video.frames.shape[1:3]
     assert metadata.duration == pytest.approx(20.0)
     assert processor_video_kwargs([]) == {}
+
+
+def _write_turned_clip(path: Path, degrees: int, *, hflip: bool = False) -> None:
+    """A 64x32 (W x H) clip stored landscape: top half red, bottom-left quarter blue, bottom-right black; the
+    display matrix says to show it turned by `degrees` counter-clockwise (and mirrored with hflip)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip)
+        picture = np.zeros((32, 64, 3), np.uint8)
+        picture[:16] = (255, 0, 0)
+        picture[16:, :32] = (0, 0, 255)
+        for _ in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _colour_grid(frame: np.ndarray, rows: int, cols: int) -> list[list[str]]:
+    """The colour at the centre of each cell of a rows x cols grid: 'R', 'B' or 'K' (black)."""
+    height, width = frame.shape[:2]
+    names = []
+    for r in range(rows):
+        row = []
+        for c in range(cols):
+            pixel = frame[int((r + 0.5) * height / rows), int((c + 0.5) * width / cols)].astype(int)
+            row.append("R" if pixel[0] > 150 > pixel[2] else "B" if pixel[2] > 150 > pixel[0] else "K")
+        names.append(row)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("degrees", "shape", "grid"),
+    [
+        # a phone held upright records landscape with -90 (turn clockwise to show): red goes right, blue top-left
+        (-90, (64, 32), [["B", "R"], ["K", "R"]]),
+        (90, (64, 32), [["R", "K"], ["R", "B"]]),
+        (180, (32, 64), [["K", "B"], ["R", "R"]]),
+        (0, (32, 64), [["R", "R"], ["B", "K"]]),
+    ],
+)
+def test_a_turned_phone_video_comes_back_upright(tmp_path, degrees, shape, grid):
+    """A video with a display matrix used to come back sideways, silently. The expected pictures are worked by
+    hand from the stored one (top half red, bottom-left blue) turned as FFmpeg's autorotate shows it."""
+    path = tmp_path / f"turned_{degrees}.mp4"
+    _write_turned_clip(path, degrees)
+    video = decode_video(path, FrameSampling(fps=2.0, min_pixels=16 * 16, max_pixels=128 * 128))
+    height, width = video.frames.shape[1:3]
+    assert (height > width) == (shape[0] > shape[1])  # (the budget rounds each side to a multiple of 28)
+    assert _colour_grid(video.frames[0], 2, 2) == grid
+
+
+def test_a_mirrored_video_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "mirrored.mp4"
+    _write_turned_clip(path, 0, hflip=True)
+    with pytest.raises(VideoError, match=r"mirrored.mp4: the display matrix mirrors the picture"):
+        decode_video(path, FrameSampling(fps=2.0, min_pixels=16 * 16, max_pixels=128 * 128))

@@ -51,7 +51,15 @@ from typing import Any
 from temporal_rl.configs import VideoArguments
 from temporal_rl.data import RecordError, read_records, write_jsonl
 from temporal_rl.eval.metrics import SPAN_TASKS, accuracy, evaluate, format_report, mean_percent, read_predictions
-from temporal_rl.resumable import append_jsonl, check_settings, drop_torn_tail, write_json_atomic
+from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS
+from temporal_rl.resumable import (
+    OutputLocked,
+    append_jsonl,
+    check_settings,
+    drop_torn_tail,
+    lock_output_dir,
+    write_json_atomic,
+)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_CONFIG_FILE = "run_config.json"
@@ -80,6 +88,7 @@ RESUME_KEYS = (
     "video_position",
     "sampling",
     "max_new_tokens",
+    "max_prompt_tokens",
     "do_sample",
 )
 
@@ -242,6 +251,7 @@ def generate_predictions(
             top_p=args.top_p,
             batch_size=args.batch_size,
             seed=args.seed,
+            max_prompt_tokens=args.max_prompt_tokens,
         )
         bar = tqdm(total=len(todo), desc="eval", unit="sample", file=sys.stderr, disable=args.no_progress)
 
@@ -386,6 +396,10 @@ class EvalArguments:
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N records only."})
     batch_size: int = field(default=8, metadata={"help": "Records per generate call."})
     max_new_tokens: int = field(default=256, metadata={"help": "Completion length cap."})
+    max_prompt_tokens: int = field(
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        metadata={"help": "Longest prompt in tokens, video included; a longer record is skipped and listed."},
+    )
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with --do_sample)."})
@@ -399,6 +413,8 @@ class EvalArguments:
     def __post_init__(self):
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError("--max_samples must be positive")
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"--max_prompt_tokens must be a positive count, got {self.max_prompt_tokens}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -452,6 +468,7 @@ def run_settings(args: EvalArguments, video: VideoArguments) -> dict[str, Any]:
         "sampling": video.frame_sampling().to_dict(),
         "frame_cache_dir": video.frame_cache_dir,
         "max_new_tokens": args.max_new_tokens,
+        "max_prompt_tokens": args.max_prompt_tokens,
         "do_sample": args.do_sample,
         "temperature": args.temperature,
         "top_p": args.top_p,
@@ -468,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     predictions_path = out / PREDICTIONS_FILE
     try:
+        lock_output_dir(out)
+    except OutputLocked as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    try:
         all_records = read_records(args.data, check_video=False)
         records = all_records[: args.max_samples] if args.max_samples else all_records
         known_ids = [record["id"] for record in all_records]
@@ -483,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"resuming: {len(records) - len(todo)} of {len(records)} records already predicted\n")
 
     run = generate_predictions(args, video, todo, predictions_path)
-    completions = read_predictions(predictions_path, known_ids)
+    # no predictions file when nothing was left to generate and nothing had been (every record skipped before)
+    completions = read_predictions(predictions_path, known_ids) if predictions_path.is_file() else {}
     report, samples = evaluate(records, {r["id"]: completions[r["id"]] for r in records if r["id"] in completions})
     breakdowns = benchmark_breakdowns(records, samples)
     report = {

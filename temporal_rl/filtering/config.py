@@ -12,6 +12,7 @@ from typing import Any
 
 from temporal_rl.configs import VideoArguments
 from temporal_rl.filtering.selection import CONTINUOUS, DISCRETE, SelectionRule
+from temporal_rl.prompts import DEFAULT_MAX_PROMPT_TOKENS
 
 STRATA_FIELDS = ("task", "source")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -40,6 +41,8 @@ class FilterConfig(VideoArguments):
     num_samples: K, completions sampled per sample (the GRPO group size G; the paper's released setting is 8).
     temperature, top_p, top_k: sampling settings (temperature 1.0 as in the paper's GRPO; top_k 0 disables it).
     max_new_tokens: completion length cap.
+    max_prompt_tokens: the longest prompt in tokens, video included; a longer sample is skipped (stage "prepare")
+        and listed, not generated for.
     batch_size: samples per `generate` call (a call holds batch_size * K sequences). It fixes which samples share
         a batch, and so the completions: a resumed run must use the same value.
     seed: batch b of the data is sampled with a seed derived from (seed, b) alone, so any process, a resumed run
@@ -75,6 +78,10 @@ class FilterConfig(VideoArguments):
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling probability mass."})
     top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 disables it)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Maximum tokens per completion."})
+    max_prompt_tokens: int = field(
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        metadata={"help": "Longest prompt in tokens, video included; a longer sample is skipped and listed."},
+    )
     batch_size: int = field(default=8, metadata={"help": "Samples per generate call (fixes the batches)."})
     seed: int = field(default=0, metadata={"help": "Seed: batch b samples with a seed from (seed, b)."})
     reward_funcs: list[str] = field(
@@ -139,7 +146,7 @@ class FilterConfig(VideoArguments):
             raise ValueError(f"FilterConfig: top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"FilterConfig: top_k must be >= 0 (0 disables it), got {self.top_k}")
-        for name in ("max_new_tokens", "batch_size"):
+        for name in ("max_new_tokens", "max_prompt_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FilterConfig: {name} must be a positive integer, got {getattr(self, name)}")
         if self.max_samples is not None and self.max_samples < 1:

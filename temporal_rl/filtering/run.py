@@ -55,7 +55,15 @@ from typing import Any
 
 import numpy as np
 
-from temporal_rl.data import FIELDS, RecordError, resolve_video_path, validate_record, write_jsonl
+from temporal_rl.data import (
+    FIELDS,
+    RecordError,
+    check_not_empty,
+    iter_lines,
+    resolve_video_path,
+    validate_record,
+    write_jsonl,
+)
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.selection import CAP, DISCRETE, KEPT, select_by_reward_variance, stratified_cap
 from temporal_rl.resumable import (
@@ -64,6 +72,8 @@ from temporal_rl.resumable import (
     check_settings,
     complete_lines,
     drop_torn_tail,
+    lock_output_dir,
+    stop_with_launcher,
     write_json_atomic,
 )
 
@@ -90,6 +100,7 @@ RESUME_KEYS = (
     "top_p",
     "top_k",
     "max_new_tokens",
+    "max_prompt_tokens",
     "batch_size",
     "seed",
     "reward_funcs",
@@ -129,37 +140,43 @@ def read_samples(path: str | os.PathLike, max_samples: int | None = None) -> Fil
         path: the JSONL file.
         max_samples: stop after this many valid records.
 
+    A line that is not UTF-8 is a skipped sample too, named by its line.
+
     Raises:
-        RecordError: the file does not exist.
+        RecordError: the file does not exist, or holds no line at all (empty or blank).
     """
     if not Path(path).is_file():
         raise RecordError("file not found", path=path)
     records, lines, bad, first_line = [], [], [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if max_samples is not None and len(records) >= max_samples:
-                break
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as err:
-                bad.append({"line": number, "id": None, "stage": "read", "reason": f"invalid JSON: {err.msg}"})
-                continue
-            raw_id = raw.get("id") if isinstance(raw, dict) else None
-            try:
-                record = validate_record(raw, path=path, line=number, check_video=False)
-            except RecordError as err:
-                bad.append({"line": number, "id": raw_id, "stage": "read", "reason": str(err)})
-                continue
-            if record["id"] in first_line:
-                reason = f"duplicate id {record['id']!r} (first on line {first_line[record['id']]})"
-                bad.append({"line": number, "id": record["id"], "stage": "read", "reason": reason})
-                continue
-            first_line[record["id"]] = number
-            record["video"] = str(resolve_video_path(record["video"], path))
-            records.append(record)
-            lines.append(number)
+    seen_lines = 0
+    for number, text in iter_lines(path):
+        if max_samples is not None and len(records) >= max_samples:
+            break
+        seen_lines += 1
+        if isinstance(text, RecordError):
+            bad.append({"line": number, "id": None, "stage": "read", "reason": text.reason})
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            bad.append({"line": number, "id": None, "stage": "read", "reason": f"invalid JSON: {err.msg}"})
+            continue
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            record = validate_record(raw, path=path, line=number, check_video=False)
+        except RecordError as err:
+            bad.append({"line": number, "id": raw_id, "stage": "read", "reason": str(err)})
+            continue
+        if record["id"] in first_line:
+            reason = f"duplicate id {record['id']!r} (first on line {first_line[record['id']]})"
+            bad.append({"line": number, "id": record["id"], "stage": "read", "reason": reason})
+            continue
+        first_line[record["id"]] = number
+        record["video"] = str(resolve_video_path(record["video"], path))
+        records.append(record)
+        lines.append(number)
+    if max_samples != 0:
+        check_not_empty(path, seen_lines)
     return FilterData(records=records, lines=lines, bad=bad)
 
 
@@ -265,6 +282,7 @@ def generation_options(config: FilterConfig, batch: int):
         num_return_sequences=config.num_samples,
         batch_size=config.batch_size,
         seed=batch_seed(SEED_NAMESPACE, config.seed, batch),
+        max_prompt_tokens=config.max_prompt_tokens,
     )
 
 
@@ -375,6 +393,7 @@ def run_settings(config: FilterConfig, data_sha256: str) -> dict[str, Any]:
         "top_p": config.top_p,
         "top_k": config.top_k,
         "max_new_tokens": config.max_new_tokens,
+        "max_prompt_tokens": config.max_prompt_tokens,
         "batch_size": config.batch_size,
         "seed": config.seed,
         "reward_funcs": list(config.reward_funcs),
@@ -650,6 +669,8 @@ def run_filter(config: FilterConfig) -> dict[str, Any] | None:
     rank, world = state.process_index, state.num_processes
     out = Path(config.output_dir)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    stop_with_launcher()
+    lock_output_dir(out, rank)  # a second live run (or a killed run's left-over worker) on this folder: refused
 
     data = read_samples(config.data_file, config.max_samples)
     ranges = batch_ranges(len(data.records), config.batch_size)

@@ -41,12 +41,8 @@ from temporal_rl.rewards.registry import register_reward
 NUM_CANDIDATES_COLUMN = "num_candidates"
 NUM_SELECT_COLUMN = "num_frames_to_select"
 
-# `<think>reasoning</think><index>list</index>`, nothing else but whitespace around and between the blocks.
-_FORMAT_RE = re.compile(
-    r"\s*<think>(?P<think>(?:(?!</?think>|</?index>).)*)</think>\s*"
-    r"<index>(?P<index>(?:(?!</?think>|</?index>).)*)</index>\s*",
-    re.DOTALL,
-)
+# Any of the selector's tags (lower case): the blocks of `check_selector_format` hold none.
+_SELECTOR_TAG_RE = re.compile(r"</?(?:think|index)>")
 _INDEX_SEPARATOR_RE = re.compile(r"[,;\s]+")
 _INTEGER_RE = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only; longer numbers are no frame index
 
@@ -113,8 +109,21 @@ def check_selector_format(text: Any) -> bool:
     """
     if not isinstance(text, str):
         return False
-    match = _FORMAT_RE.fullmatch(text)
-    return bool(match and match.group("think").strip() and _parse_index_list(match.group("index")) is not None)
+    rest = text.strip()
+    blocks = []
+    for tag in ("think", "index"):
+        rest = rest.lstrip()
+        opening, closing = f"<{tag}>", f"</{tag}>"
+        if not rest.startswith(opening):
+            return False
+        # the block ends at the first selector tag after its opening, which must be its own closing tag
+        end = _SELECTOR_TAG_RE.search(rest, len(opening))
+        if end is None or end.group() != closing:
+            return False
+        blocks.append(rest[len(opening) : end.start()])
+        rest = rest[end.end() :]
+    think, index = blocks
+    return not rest and bool(think.strip()) and _parse_index_list(index) is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import av
 import numpy as np
 
 from temporal_rl.video.cache import FrameCache, load_video
-from temporal_rl.video.decode import VideoError
+from temporal_rl.video.decode import VideoError, quarter_turns
 from temporal_rl.video.labels import LabelStyle, draw_index_labels
 from temporal_rl.video.sampling import FrameSampling, SampledVideo
 
@@ -96,9 +96,10 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _source_size(path: str) -> tuple[int, int]:
-    """(height, width) of the first video stream, from the container header (no decoding); remembered per file
-    version (path, size, modification time), since opening a container costs about as much as reading a small
-    clip's cached frames."""
+    """(height, width) of the first video stream as shown: the header's, swapped when the first frame's display
+    matrix turns the picture a quarter (a phone video; `temporal_rl.video.decode` turns the frames upright).
+    Remembered per file version (path, size, modification time), since opening a container costs about as much as
+    reading a small clip's cached frames."""
     if not os.path.isfile(path):
         raise VideoError(path, "video file not found" if not os.path.exists(path) else "not a file")
     stat = os.stat(path)
@@ -113,6 +114,9 @@ def _header_size(path: str, size: int, mtime_ns: int) -> tuple[int, int]:
                 raise VideoError(path, "no video stream in the file")
             codec = container.streams.video[0].codec_context
             height, width = int(codec.height), int(codec.width)
+            first = next(container.decode(video=0), None)
+            if first is not None and quarter_turns(first, path) % 2:
+                height, width = width, height
     except (av.error.FFmpegError, OSError) as err:
         raise VideoError(path, f"not a readable video file ({err})") from None
     if min(height, width) < 1:

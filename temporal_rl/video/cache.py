@@ -23,7 +23,7 @@ from temporal_rl.video.sampling import FrameSampling, SampledVideo
 logger = logging.getLogger(__name__)
 
 # Bump whenever decoding or the stored layout changes, so old cache entries stop matching.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames of a video with a display matrix are stored upright
 CACHE_ENV_VAR = "TEMPORAL_RL_CACHE"
 
 

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import queue
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
 
 from temporal_rl.video.sampling import (
@@ -102,6 +104,41 @@ SEEKABLE_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 NONREF_SKIP_CODECS = frozenset({"h264", "vp8", "vp9"})
 # The most decoders that work on one video at once (each on its own GOPs).
 MAX_DECODE_WORKERS = 8
+
+
+def display_matrix_quarter_turns(matrix: tuple[int, ...], path: str) -> int:
+    """Counter-clockwise quarter turns (0-3) that make a stored picture upright, from a display matrix.
+
+    The matrix is FFmpeg's 3x3 row-major int32 one (16.16 fixed point in the 2x2 part [[a, b], [c, d]] read
+    here). The turn is `av_display_rotation_get`'s, -atan2(b, a) in degrees (what `VideoFrame.rotation` gives);
+    a picture turned by t degrees counter-clockwise is upright (FFmpeg's `autorotate`) and t / 90 mod 4 is the
+    count `numpy.rot90` takes. A mirrored picture (negative determinant) or a turn that is not a multiple of 90
+    degrees is refused with the reason.
+
+    Example:
+        ```python
+        >>> display_matrix_quarter_turns((0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30), "v.mp4")  # phone portrait
+        3
+        >>> display_matrix_quarter_turns((65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30), "v.mp4")
+        0
+        ```
+    """
+    a, b, c, d = (value / 65536 for value in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    if a * d - b * c < 0:
+        raise VideoError(path, "the display matrix mirrors the picture; mirrored videos are not supported")
+    degrees = -math.degrees(math.atan2(b, a))
+    quarters = round(degrees / 90)
+    if abs(degrees - 90 * quarters) > 1:
+        raise VideoError(path, f"the display matrix turns the picture by {degrees:.1f} degrees, not a multiple of 90")
+    return quarters % 4
+
+
+def quarter_turns(frame, path: str) -> int:
+    """Counter-clockwise quarter turns (0-3) that make `frame` upright, from its display matrix (0 without one)."""
+    for side_data in frame.side_data:
+        if side_data.type == SideDataType.DISPLAYMATRIX:
+            return display_matrix_quarter_turns(struct.unpack("<9i", bytes(side_data)), path)
+    return 0
 
 
 def _configure_threads(stream, threads: int) -> None:
@@ -240,30 +277,40 @@ class _Buffer:
         self.pts = np.zeros(num_frames, dtype=np.int64)
         self.filled = np.zeros(num_frames, dtype=bool)
         self.kept = 0
+        self.quarters = 0
         self._lock = threading.Lock()
 
     def keep(self, slot: int, frame, pts: int, reformatter: VideoReformatter) -> None:
-        """Convert `frame` into row `slot`, unless a frame is there already (two decoders passed it)."""
+        """Convert `frame` into row `slot`, unless a frame is there already (two decoders passed it).
+
+        The frame is turned upright as its display matrix says (`quarter_turns`): the budget size is that of the
+        upright picture, the stored picture is resized to it turned back, then turned.
+        """
         with self._lock:
             if self.filled[slot]:
                 return
             self.filled[slot] = True
             if self.frames is None:
+                self.quarters = quarter_turns(frame, self.path)
+                upright = (frame.width, frame.height) if self.quarters % 2 else (frame.height, frame.width)
                 try:
-                    height, width = frame_size(frame.height, frame.width, self.num_frames, self.sampling)
+                    height, width = frame_size(*upright, self.num_frames, self.sampling)
                 except ValueError as err:
                     raise VideoError(self.path, str(err)) from None
                 self.frames = np.empty((self.num_frames, height, width, 3), dtype=np.uint8)
             self.kept += 1
+        height, width = self.frames.shape[1:3]
+        if self.quarters % 2:
+            height, width = width, height
         rgb = reformatter.reformat(
             frame,
-            width=self.frames.shape[2],
-            height=self.frames.shape[1],
+            width=width,
+            height=height,
             format="rgb24",
             interpolation=RESIZE_INTERPOLATION,
             threads=self.threads,
         )
-        self.frames[slot] = rgb.to_ndarray()
+        self.frames[slot] = np.rot90(rgb.to_ndarray(), self.quarters) if self.quarters else rgb.to_ndarray()
         self.pts[slot] = pts
 
     def result(self, timestamps: np.ndarray, decoded: int) -> _Decoded:

@@ -1,0 +1,310 @@
+"""`make chaos` (`python -m benchmarks.chaos [--quick] [--kills N] [--seed S] [--jobs eval,filter,filter2]`): long
+jobs killed with SIGKILL at random moments, restarted with the same command, compared with an uninterrupted run.
+
+Per job: the tiny random Qwen2.5-VL and synthetic grounding clips are made on the spot (in `--work`, default a
+temporary folder); the job runs once uninterrupted (the reference), then again in a fresh folder where, `--kills`
+times, it is started, killed with SIGKILL (the whole process tree: launcher and workers, which torchrun puts in
+sessions of their own) at a random moment after a random number of finished units, and started again with the same
+command; the last start runs to the end.
+The outputs that define the job's result are compared byte for byte with the reference's.
+
+Printed per job: kills, restarts, whether the outputs are identical, units finished before each kill, units
+repeated (finished twice: a line in the output logs for a unit already there) and work lost (seconds between the
+last finished unit and the kill, summed: the unfinished batch that the restart does again).
+
+Jobs: `eval` (temporal_rl.eval.run: unit = one prediction line), `filter` (recipes/filter_data.py, one process:
+unit = one batch line in the shards), `filter2` (the same under `accelerate launch` with two CPU processes).
+`--quick` (the tests' mode): fewer samples, one kill, eval and filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+JOBS = ("eval", "filter", "filter2")
+
+
+@dataclass
+class Job:
+    """One job: how to run it into a folder, what its finished units are, what its result is."""
+
+    name: str
+    command: list[str]  # with "{out}" where the output folder goes
+    units: str  # "predictions" or "shards"
+    outputs: tuple[str, ...]  # files compared byte for byte
+    total_units: int
+
+    def argv(self, out: Path) -> list[str]:
+        return [part.replace("{out}", str(out)) for part in self.command]
+
+
+@dataclass
+class ChaosResult:
+    job: str
+    kills: int
+    restarts: int
+    identical: bool
+    units_at_kills: list[int] = field(default_factory=list)
+    processes_killed: list[int] = field(default_factory=list)
+    units_repeated: int = 0
+    lost_seconds: float = 0.0
+    reference_seconds: float = 0.0
+    chaos_seconds: float = 0.0
+    total_units: int = 0
+    differing: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def unit_lines(out: Path, units: str) -> list[bytes]:
+    """The complete lines of a job's unit log(s) in `out`: predictions, or every shard's batches."""
+    if units == "predictions":
+        paths = [out / "predictions.jsonl"]
+    else:
+        paths = sorted((out / "shards").glob("rank-*.jsonl"))
+    lines = []
+    for path in paths:
+        if path.is_file():
+            lines += [line for line in path.read_bytes().split(b"\n")[:-1] if line.strip()]
+    return lines
+
+
+def _unit_key(line: bytes, units: str):
+    row = json.loads(line)
+    return row["id"] if units == "predictions" else row["batch"]
+
+
+def _last_change(out: Path, units: str) -> float | None:
+    paths = [out / "predictions.jsonl"] if units == "predictions" else list((out / "shards").glob("rank-*.jsonl"))
+    times = [p.stat().st_mtime for p in paths if p.is_file() and p.stat().st_size]
+    return max(times) if times else None
+
+
+def _run_to_end(job: Job, out: Path, log: Path) -> float:
+    start = time.monotonic()
+    with log.open("a") as output:
+        result = subprocess.run(
+            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{job.name}: exit {result.returncode}; see {log}\n{log.read_text()[-3000:]}")
+    return time.monotonic() - start
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Linux `/proc`), parents before children. A launcher's workers
+    may sit in process groups of their own (torchrun starts each in a new session), so a group kill misses them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        tree.append(pid)
+        queue += children.get(pid, [])
+    return tree
+
+
+def _kill_tree(process: subprocess.Popen) -> int:
+    """SIGKILL the job's whole process tree at once (stopped first, so that none forks or exits in between).
+    Returns how many processes were killed."""
+    tree = process_tree(process.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    tree = process_tree(process.pid)  # anything forked before the stop
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    return len(tree)
+
+
+def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: float, rng_deadline: float) -> dict:
+    """Start the job; once `target_units` units are finished (counting those of earlier starts) wait `delay` s and
+    SIGKILL its process group. Returns what was on disk at the kill."""
+    with log.open("a") as output:
+        process = subprocess.Popen(
+            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + rng_deadline
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(unit_lines(out, job.units)) >= target_units:
+            time.sleep(delay)
+            break
+        time.sleep(0.02)
+    finished = process.poll() is not None
+    killed_at = time.time()
+    killed = _kill_tree(process)
+    last = _last_change(out, job.units)
+    return {
+        "finished_before_kill": finished,
+        "units": len(unit_lines(out, job.units)),
+        "lost": 0.0 if finished or last is None else max(0.0, killed_at - last),
+        "processes": killed,
+    }
+
+
+def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResult:
+    reference, chaos = work / f"{job.name}-reference", work / f"{job.name}-chaos"
+    reference_seconds = _run_to_end(job, reference, work / f"{job.name}-reference.log")
+    log = work / f"{job.name}-chaos.log"
+    start = time.monotonic()
+    result = ChaosResult(job.name, kills=0, restarts=0, identical=False, total_units=job.total_units)
+    seen: set = set()
+    # the kills land after random counts of finished units (0: during start-up or the first unit; at most one short
+    # of the end, so each lands inside the work), in increasing order, each a random fraction of a second later:
+    # inside a unit's generation, a write, or the start-up
+    targets = sorted(rng.choices(range(0, max(1, job.total_units - 1)), k=kills))
+    for target in targets:
+        delay = rng.uniform(0.0, 0.3)
+        state = _start_and_kill(job, chaos, log, target, delay, rng_deadline=reference_seconds * 3 + 60)
+        if state["finished_before_kill"]:
+            break
+        result.kills += 1
+        result.units_at_kills.append(state["units"])
+        result.lost_seconds += state["lost"]
+        result.processes_killed.append(state["processes"])
+    result.restarts = result.kills
+    _run_to_end(job, chaos, log)
+    result.chaos_seconds = time.monotonic() - start
+    result.reference_seconds = reference_seconds
+    for line in unit_lines(chaos, job.units):
+        key = _unit_key(line, job.units)
+        result.units_repeated += key in seen
+        seen.add(key)
+    result.differing = [name for name in job.outputs if (chaos / name).read_bytes() != (reference / name).read_bytes()]
+    result.identical = not result.differing
+    return result
+
+
+def prepare(work: Path, quick: bool) -> dict[str, Job]:
+    """The tiny model, the synthetic data and the jobs' commands."""
+    from data_tools.synth import generate_dataset
+    from temporal_rl.models.tiny import build_tiny_model
+
+    model = work / "tiny-model"
+    if not (model / "config.json").is_file():
+        build_tiny_model(model)
+    num = 8 if quick else 16
+    data = work / "data"
+    if not (data / "data.jsonl").is_file():
+        generate_dataset("grounding", "val", num, "chaos", data, workers=1, progress=False)
+    frames = work / "frames"
+    python = [sys.executable]
+    video = ["--video_min_pixels", "784", "--video_max_pixels", "3136", "--span_format", "plain",
+             "--video_position", "last", "--frame_cache_dir", str(frames)]  # fmt: skip
+    eval_job = Job(
+        "eval",
+        [*python, "-m", "temporal_rl.eval.run", "--model", str(model), "--data", str(data / "data.jsonl"),
+         "--out", "{out}", "--max_new_tokens", "8", "--batch_size", "1", "--dtype", "float32", "--device", "cpu",
+         "--no_progress", "true", *video],
+        "predictions", ("predictions.jsonl",), num,
+    )  # fmt: skip
+    filter_args = [
+        str(RECIPES / "filter_data.py"), "--config", str(RECIPES / "tiny/filter_grounding.yaml"),
+        "--model_name_or_path", str(model), "--data_file", str(data / "data.jsonl"), "--output_dir", "{out}",
+        "--frame_cache_dir", str(frames), "--num_samples", "4", "--batch_size", "2", "--max_new_tokens", "8",
+        "--progress", "false",
+    ]  # fmt: skip
+    outputs = ("scored.jsonl", "filtered.jsonl")
+    return {
+        "eval": eval_job,
+        "filter": Job("filter", [*python, *filter_args], "shards", outputs, num // 2),
+        "filter2": Job(
+            "filter2",
+            [
+                *python,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(RECIPES / "accelerate_configs/cpu_2proc.yaml"),
+                *filter_args,
+            ],
+            "shards",
+            outputs,
+            num // 2,
+        ),  # fmt: skip
+    }
+
+
+def format_table(results: list[ChaosResult]) -> str:
+    rows = [
+        "| job | kills | processes killed each time | restarts | outputs identical | units done at each kill (of "
+        "total) | units repeated | work lost (s) | reference (s) | with kills (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        at = ", ".join(str(n) for n in r.units_at_kills) or "-"
+        processes = ", ".join(str(n) for n in r.processes_killed) or "-"
+        identical = "yes" if r.identical else "NO: " + ", ".join(r.differing)
+        rows.append(
+            f"| {r.job} | {r.kills} | {processes} | {r.restarts} | {identical} | "
+            f"{at} (of {r.total_units}) | {r.units_repeated} | {r.lost_seconds:.1f} | {r.reference_seconds:.1f} | "
+            f"{r.chaos_seconds:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples, one kill, eval and filter only")
+    parser.add_argument("--kills", type=int, default=None, help="kills per job (default 3, quick 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    parser.add_argument("--jobs", default=None, help=f"comma-separated subset of {','.join(JOBS)}")
+    parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    names = args.jobs.split(",") if args.jobs else (["eval", "filter"] if args.quick else list(JOBS))
+    unknown = [n for n in names if n not in JOBS]
+    if unknown:
+        parser.error(f"unknown job {unknown[0]!r}; known: {', '.join(JOBS)}")
+    kills = args.kills if args.kills is not None else (1 if args.quick else 3)
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="chaos_") as temporary:
+        work = Path(args.work or temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        jobs = prepare(work, args.quick)
+        results = []
+        for name in names:
+            results.append(run_chaos(jobs[name], work, kills, rng))
+            print(format_table(results[-1:]).splitlines()[-1], flush=True)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    return 0 if all(r.identical and r.units_repeated == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Reliability guarantees that need real processes: one live run per output folder, and workers that die with
+their launcher (docs/reliability.md lists every guarantee and where it is shown)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from temporal_rl.resumable import OutputLocked, lock_output_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", code], env=environment, text=True, **kwargs)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (dead, not yet reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(predicate, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_second_live_run_cannot_take_the_output_folder_and_a_killed_one_frees_it(tmp_path):
+    """Nothing locked an output folder: a restart ran beside the killed run's left-over workers."""
+    holder = _python(
+        f"from temporal_rl.resumable import lock_output_dir; lock_output_dir({str(tmp_path)!r}, rank=1); "
+        "print('locked', flush=True); import time; time.sleep(60)",
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLocked, match=rf"in use by another live run \(pid {holder.pid} on "):
+            lock_output_dir(tmp_path, rank=1)
+        lock_output_dir(tmp_path, rank=0)  # another rank's lock is free
+        lock_output_dir(tmp_path, rank=0)  # taking it again in the same process is a no-op
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert lock_output_dir(tmp_path, rank=1).name == ".lock.rank-1"  # SIGKILL freed it at once
+
+
+def test_eval_refuses_an_output_folder_in_use(tmp_path, capsys):
+    from temporal_rl.eval.run import main
+
+    holder = _python(
+        f"from temporal_rl.resumable import lock_output_dir; lock_output_dir({str(tmp_path / 'out')!r}); "
+        "print('locked', flush=True); import time; time.sleep(60)",
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(["--model", "absent", "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "out")])
+        assert code == 2 and f"in use by another live run (pid {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+@pytest.mark.parametrize("launched", [True, False])
+def test_a_worker_dies_with_its_launcher(launched):
+    """Killing `accelerate launch` left its workers running, writing outputs seconds later. A launched worker
+    (LOCAL_RANK set, as accelerate and torchrun set it) now asks to die with its parent; an unlaunched process
+    keeps the old behaviour (the control: it survives, which shows the test can tell)."""
+    worker = (
+        "from temporal_rl.resumable import stop_with_launcher; stop_with_launcher(); "
+        "print('ready', flush=True); import time; time.sleep(60)"
+    )
+    env = {"LOCAL_RANK": "0"} if launched else {}
+    launcher_code = (
+        "import subprocess, sys, os\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {worker!r}], stdout=subprocess.PIPE, text=True)\n"
+        "assert child.stdout.readline().strip() == 'ready'\n"
+        "print(child.pid, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "ACCELERATE_MIXED_PRECISION")}
+    launcher = _python(launcher_code, env={**env}, stdout=subprocess.PIPE) if launched else subprocess.Popen(
+        [sys.executable, "-c", launcher_code], env={**environment, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    worker_pid = int(launcher.stdout.readline())
+    try:
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        died = _wait_for(lambda: not _alive(worker_pid), seconds=5.0 if launched else 1.0)
+        assert died == launched
+    finally:
+        if _alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_quick_chaos_every_job_is_identical_after_kill_9_and_restart(tmp_path):
+    """`make chaos` in its quick mode: evaluation and the filter killed (whole process group, SIGKILL) at a random
+    moment, restarted with the same command, compared byte for byte with an uninterrupted run."""
+    import json
+
+    from benchmarks.chaos import main
+
+    results_file = tmp_path / "chaos.json"
+    code = main(["--quick", "--seed", "1", "--work", str(tmp_path / "work"), "--json", str(results_file)])
+    results = json.loads(results_file.read_text())
+    assert [r["job"] for r in results] == ["eval", "filter"]
+    for result in results:
+        assert result["identical"], result
+        assert result["units_repeated"] == 0, result
+        assert result["kills"] == 1 and result["restarts"] == 1, result  # the kill landed before the job ended
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"", "the file is empty (0 bytes)"), (b"\n\n", "the file holds no records (only blank lines)")],
+)
+def test_eval_reports_an_empty_data_file_plainly(tmp_path, capsys, content, words):
+    """An empty or blank data file used to crash evaluation with a traceback about a missing predictions file."""
+    from temporal_rl.eval.run import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(content)
+    assert main(["--model", "absent", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert f"error: {data}: {words}" in capsys.readouterr().err
