@@ -76,6 +76,9 @@ class GenerationOptions:
         max_prompt_tokens: the longest prompt, in tokens with the video's included, that is generated for; a longer
             one is a `PromptError` (skipped and listed by the caller) instead of a batch that cannot be allocated.
             None: no limit.
+        check_durations: refuse (a `PromptError`) a record whose `duration` disagrees with its decoded video's
+            (`temporal_rl.data.check_video_duration`); False only for a deliberate mismatch, such as asking each
+            question of another clip's video (`temporal_rl.eval.video_dependence.swap_videos`).
     """
 
     max_new_tokens: int = 256
@@ -87,6 +90,7 @@ class GenerationOptions:
     batch_size: int = 8
     seed: int | None = None
     max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
+    check_durations: bool = True
 
     def __post_init__(self):
         for name in ("max_new_tokens", "num_return_sequences", "batch_size"):
@@ -310,6 +314,7 @@ def prepare_prompt(
     cache: FrameCache | None,
     prompt: PromptOptions = PromptOptions(),
     max_prompt_tokens: int | None = None,
+    check_duration: bool = True,
 ) -> PreparedPrompt:
     """Build one record's model input: chat prompt, frames (loaded once, through `cache`), one processor call.
 
@@ -321,6 +326,8 @@ def prepare_prompt(
         cache: the on-disk frame cache (None: decode every time).
         prompt: think / span format.
         max_prompt_tokens: refuse a prompt longer than this (tokens, video included); None: no limit.
+        check_duration: refuse a record whose `duration` disagrees with its decoded video's (False: a deliberate
+            mismatch, `GenerationOptions.check_durations`).
 
     Raises:
         PromptError: the record lacks a field, has an unknown task or missing options, its video is missing or
@@ -344,7 +351,7 @@ def prepare_prompt(
     try:
         messages = prompt.messages(record)
         video = load_video(record["video"], video_format(processor).frame_sampling(sampling), cache)
-        if _is_seconds(record.get("duration")):
+        if check_duration and _is_seconds(record.get("duration")):
             check_video_duration(record["duration"], video.duration)
     except (ValueError, VideoError) as err:  # RecordError is a ValueError
         reason = str(err) if not isinstance(err, RecordError) else err.reason
@@ -437,7 +444,8 @@ def iter_generations(
     pending: list[PreparedPrompt] = []
     for record in records:
         try:
-            pending.append(prepare_prompt(record, processor, sampling, cache, prompt, generation.max_prompt_tokens))
+            limit, check = generation.max_prompt_tokens, generation.check_durations
+            pending.append(prepare_prompt(record, processor, sampling, cache, prompt, limit, check))
         except PromptError as err:
             if on_error is None:
                 raise

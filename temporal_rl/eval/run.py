@@ -89,6 +89,7 @@ RESUME_KEYS = (
     "sampling",
     "max_new_tokens",
     "max_prompt_tokens",
+    "check_durations",
     "do_sample",
 )
 
@@ -252,6 +253,7 @@ def generate_predictions(
             batch_size=args.batch_size,
             seed=args.seed,
             max_prompt_tokens=args.max_prompt_tokens,
+            check_durations=args.check_durations,
         )
         bar = tqdm(total=len(todo), desc="eval", unit="sample", file=sys.stderr, disable=args.no_progress)
 
@@ -400,6 +402,13 @@ class EvalArguments:
         default=DEFAULT_MAX_PROMPT_TOKENS,
         metadata={"help": "Longest prompt in tokens, video included; a longer record is skipped and listed."},
     )
+    check_durations: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip and list a record whose duration disagrees with its decoded video's. "
+            "`--check_durations false` only for a deliberate mismatch (each question asked of another clip's video)."
+        },
+    )
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with --do_sample)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with --do_sample)."})
@@ -469,6 +478,7 @@ def run_settings(args: EvalArguments, video: VideoArguments) -> dict[str, Any]:
         "frame_cache_dir": video.frame_cache_dir,
         "max_new_tokens": args.max_new_tokens,
         "max_prompt_tokens": args.max_prompt_tokens,
+        "check_durations": args.check_durations,
         "do_sample": args.do_sample,
         "temperature": args.temperature,
         "top_p": args.top_p,

@@ -117,8 +117,11 @@ def frame_budget(family: str, recipe: str) -> dict[str, int]:
     return {"video_max_pixels": (math.ceil(side / factor) * factor) ** 2}
 
 
-def greedy_predictions(model, processor, records: list[dict], video_args, *, max_new_tokens: int, batch_size: int):
-    """`{record id: greedy completion}` for `records` (their own videos, as given)."""
+def greedy_predictions(
+    model, processor, records: list[dict], video_args, *, max_new_tokens: int, batch_size: int, swapped: bool = False
+):
+    """`{record id: greedy completion}` for `records`; `swapped`: their videos are another clip's (`swap_videos`), so
+    a record's duration is not its video's and is not checked."""
     from temporal_rl.generation import GenerationOptions, iter_generations
 
     generations = iter_generations(
@@ -128,7 +131,9 @@ def greedy_predictions(model, processor, records: list[dict], video_args, *, max
         video_args.frame_sampling(),
         video_args.frame_cache(),
         prompt=video_args.prompt_options(),
-        generation=GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size),
+        generation=GenerationOptions(
+            max_new_tokens=max_new_tokens, batch_size=batch_size, check_durations=not swapped
+        ),
     )
     return {g.record_id: g.completions[0] for g in generations}
 
@@ -141,7 +146,7 @@ def seeing_evaluation(model_dir: str | Path, records: list[dict], video_args, co
     model, processor = load_inference_model(model_dir, dtype="float32")
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": config.eval_batch_size}
     predictions = greedy_predictions(model, processor, records, video_args, **kwargs)
-    swapped = greedy_predictions(model, processor, swap_videos(records), video_args, **kwargs)
+    swapped = greedy_predictions(model, processor, swap_videos(records), video_args, swapped=True, **kwargs)
     collator = VideoSFTCollator(
         processor, video_args.frame_sampling(), video_args.frame_cache(), video_args.prompt_options()
     )
@@ -186,8 +191,10 @@ class LearningCurve(TrainerCallback):
         was_training = model.training
         model.eval()
         scores = {}
-        for name, records in (("mIoU", self.records), (SWAPPED, swap_videos(self.records))):
-            predictions = greedy_predictions(model, processing_class, records, self.video_args, **self.kwargs)
+        for name, records, swapped in (("mIoU", self.records, False), (SWAPPED, swap_videos(self.records), True)):
+            predictions = greedy_predictions(
+                model, processing_class, records, self.video_args, swapped=swapped, **self.kwargs
+            )
             scores[name] = round(evaluate(self.records, predictions)[0]["tasks"]["grounding"]["mIoU"], 2)
         model.train(was_training)
         losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
