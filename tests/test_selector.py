@@ -54,6 +54,18 @@ def test_selector_messages_reject_impossible_counts(num_candidates, num_select):
         build_selector_messages({"question": "q"}, num_candidates, num_select)
 
 
+def test_selector_messages_video_position():
+    record = {"question": "What colour is the star?"}
+    first = build_selector_messages(record, 16, 2, video="/v.mp4")[1]["content"]
+    last = build_selector_messages(record, 16, 2, video="/v.mp4", video_position="last")[1]["content"]
+    video = {"type": "video", "video": "/v.mp4"}
+    text = {"type": "text", "text": 'The question is: "What colour is the star?"'}
+    assert first == [video, text]
+    assert last == [text, video]
+    with pytest.raises(ValueError, match="unknown video_position 'middle'"):
+        build_selector_messages(record, 16, 2, video_position="middle")
+
+
 def test_selector_messages_need_a_question():
     with pytest.raises(ValueError, match="no question"):
         build_selector_messages({"id": "r1", "question": " "}, 8, 2)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -229,6 +230,40 @@ def test_selector_format_examples_are_valid_and_random(tiny_model_dir, needle_js
     assert [again.completion(r) for r in records for _ in range(50)] == texts  # the seed fixes the sequence
     assert examples.frames(records[0]).frames.shape == (8, 56, 56, 3)
     assert "8 frames" in examples.messages(records[0])[0]["content"][0]["text"]
+    assert [block["type"] for block in examples.messages(records[0])[1]["content"]] == ["video", "text"]
+    last = viarl.SelectorFormatExamples(dataclasses.replace(SPEC, video_position="last"), FrameCache(tmp_path))
+    assert [block["type"] for block in last.messages(records[0])[1]["content"]] == ["text", "video"]
+
+
+def test_selector_prompt_order_follows_the_recipe(needle_jsonl, tmp_path):
+    """`selector_video_position` of a selector recipe reaches every selector prompt: the spec (warm start,
+    selections, evaluation) and the trainer's prompt column. The tiny needle recipe puts the video last."""
+    import datasets
+
+    from temporal_rl.configs import parse_recipe
+    from temporal_rl.viarl.config import ViaRLSelectorConfig
+    from temporal_rl.viarl.selector_trainer import add_selector_prompts
+
+    rows = datasets.Dataset.from_list([dict(read_records(needle_jsonl)[0], meta="-")])
+    for position, order in (("first", ["video", "text"]), ("last", ["text", "video"])):
+        config = parse_recipe(
+            "recipes/tiny/viarl_needle_selector.yaml", ViaRLSelectorConfig,
+            {"output_dir": str(tmp_path), "selector_video_position": position},
+        )[1]  # fmt: skip
+        assert CandidateSpec.from_config(config).video_position == position
+        prompt = add_selector_prompts(rows, config)[0]["prompt"]
+        assert [block["type"] for block in prompt[1]["content"]] == order
+    tiny = parse_recipe("recipes/tiny/viarl_needle_selector.yaml", ViaRLSelectorConfig, {"output_dir": str(tmp_path)})
+    assert tiny[1].selector_video_position == "last"
+    with pytest.raises(ValueError, match="selector_video_position must be one of first, last"):
+        ViaRLSelectorConfig(
+            output_dir=str(tmp_path),
+            answer_model_name_or_path="/m",
+            report_to="none",
+            use_cpu=True,
+            bf16=False,
+            selector_video_position="mid",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------

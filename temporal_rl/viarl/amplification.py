@@ -378,7 +378,10 @@ class SelectorFormatExamples:
 
     def messages(self, row: Mapping[str, Any]) -> list[dict]:
         count = self._candidates(row).num_candidates
-        return build_selector_messages(dict(row), count, min(self.spec.num_select, count), label=self.spec.label)
+        return build_selector_messages(
+            dict(row), count, min(self.spec.num_select, count), label=self.spec.label,
+            video_position=self.spec.video_position,
+        )  # fmt: skip
 
     def indices(self, row: Mapping[str, Any]) -> list[int]:
         """N distinct random candidate indices of the row's video (new ones at each call), increasing."""

@@ -43,7 +43,7 @@ import torch
 
 from temporal_rl.data import record_meta
 from temporal_rl.generation import GenerationOptions, PreparedPrompt, generate_batch
-from temporal_rl.prompts import PromptOptions
+from temporal_rl.prompts import VIDEO_POSITIONS, PromptOptions
 from temporal_rl.resumable import append_jsonl, batch_seed, complete_lines, drop_torn_tail
 from temporal_rl.rewards.scoring import choice_score
 from temporal_rl.rewards.selector import is_valid_selection, parse_indices
@@ -82,6 +82,7 @@ class CandidateSpec:
         answer_long_side: long side of the answer model's frames (ViaRL 896 px).
         label_style: how the index is drawn on the selector's frames.
         label: how the selector's prompt names the drawn index (matches `label_style`).
+        video_position: where the selector's prompt puts the video ("first" or "last", `build_selector_messages`).
     """
 
     num_candidates: int = DEFAULT_NUM_CANDIDATES
@@ -90,6 +91,7 @@ class CandidateSpec:
     answer_long_side: int = DEFAULT_ANSWER_LONG_SIDE
     label_style: LabelStyle = field(default_factory=LabelStyle)
     label: str = DEFAULT_LABEL_DESCRIPTION
+    video_position: str = "first"
 
     def __post_init__(self):
         for name in ("num_candidates", "num_select", "selector_long_side", "answer_long_side"):
@@ -98,6 +100,8 @@ class CandidateSpec:
                 raise ValueError(f"CandidateSpec: {name} must be a positive integer, got {value!r}")
         if self.num_select > self.num_candidates:
             raise ValueError(f"CandidateSpec: cannot select {self.num_select} of {self.num_candidates} candidates")
+        if self.video_position not in VIDEO_POSITIONS:
+            raise ValueError(f"CandidateSpec: video_position must be first or last, got {self.video_position!r}")
         if self.num_candidates % 2:
             raise ValueError(
                 f"CandidateSpec: num_candidates must be even (Qwen's frame pairs), got {self.num_candidates}"
@@ -105,7 +109,7 @@ class CandidateSpec:
 
     @classmethod
     def from_config(cls, config: Any) -> CandidateSpec:
-        """The spec of a `temporal_rl.viarl.config.ViaRLSelectorConfig`: its T, N, sizes and label."""
+        """The spec of a `temporal_rl.viarl.config.ViaRLSelectorConfig`: its T, N, sizes, label and prompt order."""
         return cls(
             num_candidates=int(config.num_candidates),
             num_select=int(config.num_frames_to_select),
@@ -113,6 +117,7 @@ class CandidateSpec:
             answer_long_side=int(config.answer_long_side),
             label_style=config.label_style(),
             label=config.selector_label(),
+            video_position=config.selector_video_position,
         )
 
     def candidates(self, path: str | os.PathLike, cache: FrameCache | None, selector: bool = True) -> CandidateFrames:
@@ -379,7 +384,9 @@ def selector_prompt(
     """
     candidates = spec.candidates(record["video"], cache)
     count = candidates.num_candidates
-    messages = build_selector_messages(dict(record), count, min(spec.num_select, count), label=spec.label)
+    messages = build_selector_messages(
+        dict(record), count, min(spec.num_select, count), label=spec.label, video_position=spec.video_position
+    )
     inputs = model_inputs(processor, messages, candidates.selector_video())
     return PreparedPrompt(str(record["id"]), inputs), candidates
 

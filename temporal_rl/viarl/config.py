@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from temporal_rl.advantages import ADVANTAGE_ESTIMATORS
 from temporal_rl.grpo.config import TemporalGRPOConfig
+from temporal_rl.prompts import VIDEO_POSITIONS
 
 # ViaRL's rewards, by name, and the config field holding each one's weight (`reward_weights` is derived from these).
 SELECTOR_REWARD_WEIGHT_FIELDS = {
@@ -59,6 +60,9 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
         (`temporal_rl.video.labels.LabelStyle`).
     label_description: how the selector's prompt names the label; None: derived from the colour and position
         ("red number in the bottom-right corner").
+    selector_video_position: where the selector's prompt puts the video: "first" (before the question, ViaRL) or
+        "last" (after it; the tiny random models learned to read frames only so, docs/measurements.md).
+        `video_position` is the answer model's.
 
     > Parameters that control REINFORCE++
 
@@ -115,6 +119,10 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
     label_description: str | None = field(
         default=None, metadata={"help": "How the selector prompt names the label (default: from colour and position)."}
     )
+    selector_video_position: str = field(
+        default="first",
+        metadata={"help": "Where the selector's prompt puts the video: first (ViaRL) or last (after the question)."},
+    )
     advantage_estimator: str = field(
         default="reinforce++", metadata={"help": "reinforce++, reinforce++-baseline or viarl-local."}
     )
@@ -156,6 +164,11 @@ class ViaRLSelectorConfig(TemporalGRPOConfig):
             raise ValueError(
                 f"num_frames_to_select must be between 1 and num_candidates ({self.num_candidates}), "
                 f"got {self.num_frames_to_select!r}"
+            )
+        if self.selector_video_position not in VIDEO_POSITIONS:
+            raise ValueError(
+                f"selector_video_position must be one of {', '.join(VIDEO_POSITIONS)}, got "
+                f"{self.selector_video_position!r}"
             )
         self.label_style()  # fails on a bad colour, position, scale or margin
         self.selector_label()

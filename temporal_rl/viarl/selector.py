@@ -12,6 +12,7 @@ nor run models.
 
 from __future__ import annotations
 
+from temporal_rl.prompts import VIDEO_POSITIONS
 from temporal_rl.rewards.selector import is_valid_selection
 from temporal_rl.video.sampling import uniform_indices
 
@@ -47,8 +48,10 @@ def build_selector_messages(
     *,
     video: str | None = None,
     label: str = DEFAULT_LABEL_DESCRIPTION,
+    video_position: str = "first",
 ) -> list[dict]:
-    """The selector's chat messages for a canonical record: the system prompt, then the video and the question.
+    """The selector's chat messages for a canonical record: the system prompt, then the video and the question (or
+    the question and the video: `video_position`).
 
     The question is shown without its options (ViaRL): the selector looks for evidence, the answer model chooses.
 
@@ -58,9 +61,12 @@ def build_selector_messages(
         num_select: N, the number of indices to output.
         video: the video path to carry in the video block, for a trainer that loads the frames itself.
         label: where and how the index is drawn on the frames, as the prompt says it (see `LabelStyle`).
+        video_position: `"first"` (the video, then the question; ViaRL) or `"last"` (the question, then the video: a
+            tiny random model learned to read frames only in this order, docs/measurements.md).
 
     Returns:
-        `[system, user]`, the user content `[{"type": "video"}, {"type": "text", "text": ...}]`; no value is None.
+        `[system, user]`, the user content `[{"type": "video"}, {"type": "text", "text": ...}]` (reversed for
+        `video_position="last"`); no value is None.
 
     Example:
         ```python
@@ -74,7 +80,10 @@ def build_selector_messages(
     question = str(record.get("question") or "").strip()
     if not question:
         raise ValueError(f"record {record.get('id')!r} has no question")
+    if video_position not in VIDEO_POSITIONS:
+        raise ValueError(f"unknown video_position {video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}")
     video_block = {"type": "video"} if video is None else {"type": "video", "video": video}
+    text_block = {"type": "text", "text": SELECTOR_USER_PROMPT.format(question=question)}
     return [
         {
             "role": "system",
@@ -82,7 +91,7 @@ def build_selector_messages(
         },
         {
             "role": "user",
-            "content": [video_block, {"type": "text", "text": SELECTOR_USER_PROMPT.format(question=question)}],
+            "content": [video_block, text_block] if video_position == "first" else [text_block, video_block],
         },
     ]
 

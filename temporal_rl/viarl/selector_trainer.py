@@ -242,8 +242,9 @@ def add_selector_prompts(dataset: datasets.Dataset, config: ViaRLSelectorConfig)
 
     def prompt_of(row: dict) -> dict:
         messages = build_selector_messages(
-            row, config.num_candidates, config.num_frames_to_select, video=row["video"], label=label
-        )
+            row, config.num_candidates, config.num_frames_to_select, video=row["video"], label=label,
+            video_position=config.selector_video_position,
+        )  # fmt: skip
         return {"prompt": messages}
 
     return dataset.map(prompt_of, desc="selector prompts")
@@ -385,7 +386,9 @@ class ViaRLSelectorTrainer(TemporalGRPOTrainer):
             candidates = self._candidates(row["video"])
             count = candidates.num_candidates
             select = min(self.args.num_frames_to_select, count)
-            prompt = build_selector_messages(row, count, select, video=row["video"], label=label)
+            prompt = build_selector_messages(
+                row, count, select, video=row["video"], label=label, video_position=self.args.selector_video_position
+            )
             rows.append(
                 {
                     **row,
