@@ -34,7 +34,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-JOBS = ("eval", "filter", "filter2")
+JOBS = ("eval", "filter", "filter2", "sft", "grpo", "viarl")
+TRAINING = ("sft", "grpo", "viarl")
+# Training outputs are compared as numbers: weights within WEIGHT_TOLERANCE (max absolute difference; CPU float32 with
+# a fixed seed repeats a run exactly, and a resumed run restores the weights, the optimizer, the scheduler and the
+# RNG states, so the difference measured is 0) and the logged losses likewise. Bytes would also compare a file's
+# metadata (safetensors headers, timestamps in trainer_state.json), which says nothing about what was trained.
+WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -43,8 +49,10 @@ class Job:
 
     name: str
     command: list[str]  # with "{out}" where the output folder goes
-    units: str  # "predictions" or "shards"
-    outputs: tuple[str, ...]  # files compared byte for byte
+    units: str  # "predictions", "shards", "checkpoints" (complete ones) or "stages" (ViaRL's finished stages)
+    outputs: tuple[
+        str, ...
+    ]  # files compared: byte for byte, or as weights / logged losses (.safetensors, trainer_state)
     total_units: int
 
     def argv(self, out: Path) -> list[str]:
@@ -83,8 +91,35 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _checkpoints(out: Path) -> dict[str, int]:
+    """Every complete checkpoint under `out` (ViaRL: in each stage's folder) -> its trainer_state.json's mtime (ns)."""
+    from temporal_rl.training import newest_complete_checkpoint
+
+    found = {}
+    for folder in {path.parent for path in out.rglob("checkpoint-*")}:
+        _, torn = newest_complete_checkpoint(folder)
+        for checkpoint in folder.glob("checkpoint-*"):
+            state = checkpoint / "trainer_state.json"
+            if checkpoint.name not in torn and state.is_file():
+                found[str(checkpoint.relative_to(out))] = state.stat().st_mtime_ns
+    return found
+
+
+def _done_stages(out: Path) -> list[bytes]:
+    try:
+        state = json.loads((out / "viarl_state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [name.encode() for name, stage in state.get("stages", {}).items() if stage.get("status") == "done"]
+
+
 def unit_lines(out: Path, units: str) -> list[bytes]:
-    """The complete lines of a job's unit log(s) in `out`: predictions, or every shard's batches."""
+    """The finished units of a job in `out`: the complete lines of its unit log(s) (predictions, or every shard's
+    batches), its complete checkpoints, or ViaRL's finished stages and complete checkpoints."""
+    if units == "checkpoints":
+        return [name.encode() for name in sorted(_checkpoints(out))]
+    if units == "stages":
+        return _done_stages(out) + [name.encode() for name in sorted(_checkpoints(out))]
     if units == "predictions":
         paths = [out / "predictions.jsonl"]
     else:
@@ -102,6 +137,11 @@ def _unit_key(line: bytes, units: str):
 
 
 def _last_change(out: Path, units: str) -> float | None:
+    if units in ("checkpoints", "stages"):
+        times = [ns / 1e9 for ns in _checkpoints(out).values()]
+        if units == "stages" and (out / "viarl_state.json").is_file():
+            times.append((out / "viarl_state.json").stat().st_mtime)
+        return max(times) if times else None
     paths = [out / "predictions.jsonl"] if units == "predictions" else list((out / "shards").glob("rank-*.jsonl"))
     times = [p.stat().st_mtime for p in paths if p.is_file() and p.stat().st_size]
     return max(times) if times else None
@@ -169,6 +209,7 @@ def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: fl
     killed = _kill_tree(process)
     last = _last_change(out, job.units)
     return {
+        "checkpoints": _checkpoints(out),
         "finished_before_kill": finished,
         "units": len(unit_lines(out, job.units)),
         "lost": 0.0 if finished or last is None else max(0.0, killed_at - last),
@@ -183,6 +224,7 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
     start = time.monotonic()
     result = ChaosResult(job.name, kills=0, restarts=0, identical=False, total_units=job.total_units)
     seen: set = set()
+    saved: dict[str, int] = {}  # complete checkpoints at the kills -> their trainer state's mtime
     # the kills land after random counts of finished units (0: during start-up or the first unit; at most one short
     # of the end, so each lands inside the work), in increasing order, each a random fraction of a second later:
     # inside a unit's generation, a write, or the start-up
@@ -196,17 +238,124 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
         result.units_at_kills.append(state["units"])
         result.lost_seconds += state["lost"]
         result.processes_killed.append(state["processes"])
+        saved.update(state["checkpoints"])
     result.restarts = result.kills
     _run_to_end(job, chaos, log)
     result.chaos_seconds = time.monotonic() - start
     result.reference_seconds = reference_seconds
-    for line in unit_lines(chaos, job.units):
-        key = _unit_key(line, job.units)
-        result.units_repeated += key in seen
-        seen.add(key)
-    result.differing = [name for name in job.outputs if (chaos / name).read_bytes() != (reference / name).read_bytes()]
+    if job.units in ("checkpoints", "stages"):
+        # a checkpoint written again after a restart (its trainer state rewritten): steps trained twice
+        final = _checkpoints(chaos)
+        result.units_repeated = sum(final.get(name) != mtime for name, mtime in saved.items())
+    else:
+        for line in unit_lines(chaos, job.units):
+            key = _unit_key(line, job.units)
+            result.units_repeated += key in seen
+            seen.add(key)
+    result.differing = [name for name in job.outputs if not same_output(reference / name, chaos / name)]
     result.identical = not result.differing
     return result
+
+
+def same_output(reference: Path, other: Path) -> bool:
+    """Whether a job's output file matches the reference's: safetensors weights within `WEIGHT_TOLERANCE` (same
+    names, shapes and dtypes), a trainer_state.json's logged losses (step, loss, grad norm, learning rate, reward)
+    within it, anything else byte for byte. A missing file matches nothing."""
+    if not reference.is_file() or not other.is_file():
+        return False
+    if reference.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        first, second = load_file(reference), load_file(other)
+        return first.keys() == second.keys() and all(
+            first[k].shape == second[k].shape
+            and first[k].dtype == second[k].dtype
+            and (first[k].double() - second[k].double()).abs().max().item() <= WEIGHT_TOLERANCE
+            for k in first
+        )
+    if reference.name == "trainer_state.json":
+        return _logged_numbers(reference) == _logged_numbers(other)
+    return reference.read_bytes() == other.read_bytes()
+
+
+def _logged_numbers(path: Path) -> list:
+    """The trainer's log entries with a loss, without timings, numbers rounded to the tolerance's decimals."""
+    timing = ("runtime", "per_second", "train_seconds", "total_flos", "time")
+    rows = []
+    for entry in json.loads(path.read_text())["log_history"]:
+        if "loss" not in entry and "train_loss" not in entry:
+            continue
+        rows.append(
+            {
+                key: round(value, 6) if isinstance(value, float) else value
+                for key, value in sorted(entry.items())
+                if not any(word in key for word in timing)
+            }
+        )
+    return rows
+
+
+def _write_recipe(source: Path, target: Path, **changes) -> str:
+    import yaml
+
+    raw = yaml.safe_load(source.read_text())
+    raw.update(changes)
+    target.write_text(yaml.safe_dump(raw))
+    return str(target)
+
+
+def training_jobs(work: Path, model: Path, data: Path, frames: Path, quick: bool) -> dict[str, Job]:
+    """SFT, GRPO (the recipes, a checkpoint every step) and a ViaRL cycle (warm starts, selector RL, selections,
+    answer SFT) on the tiny model; the quick mode trains fewer steps."""
+    from data_tools.synth import generate_dataset
+
+    python = [sys.executable]
+    steps = 3 if quick else 6
+    common = ["--model_name_or_path", str(model), "--train_file", str(data / "data.jsonl"), "--output_dir", "{out}",
+              "--frame_cache_dir", str(frames), "--max_steps", str(steps), "--save_strategy", "steps",
+              "--save_steps", "1", "--logging_steps", "1", "--dataloader_num_workers", "0"]  # fmt: skip
+    sft = [*python, str(RECIPES / "sft.py"), "--config", str(RECIPES / "tiny/sft_grounding.yaml"), *common,
+           "--per_device_train_batch_size", "2", "--warmup_steps", "1"]  # fmt: skip
+    grpo = [*python, str(RECIPES / "grpo.py"), "--config", str(RECIPES / "tiny/grpo_grounding.yaml"), *common,
+            "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length",
+            "8"]  # fmt: skip
+    trained = ("model.safetensors", "trainer_state.json")
+
+    needle = work / "needle"
+    if not (needle / "data.jsonl").is_file():
+        generate_dataset("needle", "train", 4, "chaos", needle, difficulty="tiny", workers=1, progress=False)
+    recipes, tiny = work / "recipes", RECIPES / "tiny"
+    recipes.mkdir(exist_ok=True)
+    small_sft = dict(per_device_train_batch_size=2, logging_steps=1, save_strategy="steps", save_steps=1,
+                     warmup_steps=0, dataloader_num_workers=0)  # fmt: skip
+    lora = dict(lora_r=4, lora_alpha=8)
+    selector = _write_recipe(
+        tiny / "viarl_needle_selector.yaml", recipes / "selector.yaml", **lora, per_device_train_batch_size=4,
+        num_generations=4, max_completion_length=8, save_strategy="steps", save_steps=1, answer_max_new_tokens=4,
+        num_candidates=8, num_frames_to_select=2, logging_steps=1, answer_model_name_or_path=str(model),
+    )  # fmt: skip
+    answer = _write_recipe(tiny / "viarl_needle_answer.yaml", recipes / "answer.yaml", **lora, **small_sft,
+                           model_name_or_path=str(model))  # fmt: skip
+    warm_answer = _write_recipe(tiny / "viarl_needle_answer_warmstart.yaml", recipes / "warm_answer.yaml", **small_sft)
+    warm_selector = _write_recipe(
+        tiny / "viarl_needle_selector_warmstart.yaml", recipes / "warm_selector.yaml", **small_sft
+    )
+    viarl_steps = "1" if quick else "2"
+    viarl = [*python, str(RECIPES / "viarl.py"), "--config", str(tiny / "viarl_needle.yaml"), "--output_dir", "{out}",
+             "--selector_recipe", selector, "--answer_recipe", answer, "--answer_warmstart_recipe", warm_answer,
+             "--selector_warmstart_recipe", warm_selector, "--num_cycles", "1", "--train_file",
+             str(needle / "data.jsonl"), "--selector_model", str(model), "--answer_model", str(model),
+             "--frame_cache_dir", str(frames), "--seed", "0", "--selector_steps", viarl_steps, "--answer_steps",
+             viarl_steps, "--answer_warmstart_steps", viarl_steps, "--selector_warmstart_steps", viarl_steps,
+             "--selection_batch_size", "4"]  # fmt: skip
+    viarl_outputs = ("cycle_1/answer/adapter_model.safetensors", "cycle_1/selector/adapter_model.safetensors",
+                     "cycle_1/selections.jsonl")  # fmt: skip
+    viarl_units = 4 + 3 * int(viarl_steps)  # 4 training stages' checkpoints and 4 finished stages, roughly
+    return {
+        "sft": Job("sft", sft, "checkpoints", trained, steps),
+        "grpo": Job("grpo", grpo, "checkpoints", trained, steps),
+        "viarl": Job("viarl", viarl, "stages", viarl_outputs, viarl_units),
+    }
 
 
 def prepare(work: Path, quick: bool) -> dict[str, Job]:
@@ -240,6 +389,7 @@ def prepare(work: Path, quick: bool) -> dict[str, Job]:
     ]  # fmt: skip
     outputs = ("scored.jsonl", "filtered.jsonl")
     return {
+        **training_jobs(work, model, data, frames, quick),
         "eval": eval_job,
         "filter": Job("filter", [*python, *filter_args], "shards", outputs, num // 2),
         "filter2": Job(

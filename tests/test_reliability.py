@@ -1,6 +1,8 @@
 """Reliability guarantees that need real processes: one live run per output folder, and workers that die with
-their launcher (docs/reliability.md lists every guarantee and where it is shown)."""
+their launcher, training that resumes from its own newest complete checkpoint (docs/reliability.md lists every
+guarantee and where it is shown)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -140,3 +142,93 @@ def test_eval_reports_an_empty_data_file_plainly(tmp_path, capsys, content, word
     data.write_bytes(content)
     assert main(["--model", "absent", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
     assert f"error: {data}: {words}" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training resumes from its own newest complete checkpoint
+
+
+def _checkpoint(folder, step, state: str | None = "complete"):
+    """A checkpoint folder as HF Trainer leaves it: weights, then (last) trainer_state.json, whole or torn."""
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if state == "complete":
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    elif state == "torn":
+        (path / "trainer_state.json").write_text(f'{{"global_step": {step}, "log_hi')
+    elif state == "other step":
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step - 1}))
+    return path
+
+
+def test_newest_complete_checkpoint_skips_checkpoints_a_kill_tore(tmp_path):
+    """Steps compare as numbers (checkpoint-10 is newer than checkpoint-2); a folder without its trainer state, with
+    a torn one, or with another step's is skipped and named."""
+    from temporal_rl.training import newest_complete_checkpoint
+
+    assert newest_complete_checkpoint(tmp_path / "absent") == (None, [])
+    _checkpoint(tmp_path, 2)
+    complete = _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 12, state=None)
+    _checkpoint(tmp_path, 14, state="torn")
+    _checkpoint(tmp_path, 16, state="other step")
+    (tmp_path / "checkpoint-notes").mkdir()
+    assert newest_complete_checkpoint(tmp_path) == (str(complete), ["checkpoint-16", "checkpoint-14", "checkpoint-12"])
+    only_torn = tmp_path / "torn-only"
+    _checkpoint(only_torn, 1, state="torn")
+    assert newest_complete_checkpoint(only_torn) == (None, ["checkpoint-1"])
+
+
+def test_a_restart_resumes_only_a_run_with_the_same_settings(tmp_path):
+    """No checkpoint: nothing to resume, the settings are recorded. A checkpoint of the same settings: resumed and
+    said so. Of other settings: refused, naming the change. An explicit resume_from_checkpoint is taken as given."""
+    from types import SimpleNamespace
+
+    from temporal_rl.resumable import SettingsChanged
+    from temporal_rl.training import RUN_SETTINGS_FILE, checkpoint_to_resume
+
+    def args(resume=None):
+        return SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=resume, process_index=0)
+
+    said = []
+    settings = {"learning_rate": 0.1, "seed": 0}
+    assert checkpoint_to_resume(args(), settings, said.append) is None and said == []
+    assert json.loads((tmp_path / RUN_SETTINGS_FILE).read_text()) == settings
+
+    checkpoint = _checkpoint(tmp_path, 3)
+    _checkpoint(tmp_path, 4, state="torn")
+    assert checkpoint_to_resume(args(), settings, said.append) == str(checkpoint)
+    assert said == [
+        f"skipping checkpoint-4 in {tmp_path}: incomplete (a save interrupted by a kill)",
+        f"resuming from {checkpoint} (the newest complete checkpoint in {tmp_path})",
+    ]
+    with pytest.raises(SettingsChanged, match=r"learning_rate: 0\.1 -> 0\.2"):
+        checkpoint_to_resume(args(), {**settings, "learning_rate": 0.2}, said.append)
+    assert checkpoint_to_resume(args("elsewhere/checkpoint-7"), {"seed": 5}, said.append) == "elsewhere/checkpoint-7"
+
+
+def test_run_settings_keep_what_changes_the_weights_and_drop_paths_cadence_and_tokens():
+    from dataclasses import dataclass
+
+    from temporal_rl.training import run_settings
+
+    @dataclass
+    class Data:
+        train_file: str = "a.jsonl"
+        frame_cache_dir: str = "/tmp/cache"
+
+    @dataclass
+    class Trainer:
+        output_dir: str = "out"
+        learning_rate: float = 1e-4
+        save_steps: int = 5
+        hub_token: str = "hf_secret"
+        lr_scheduler_kwargs: dict = None
+        callback: object = print  # not JSON: left out
+
+    assert run_settings(Data(), Trainer(lr_scheduler_kwargs={"min_lr_rate": 0.1})) == {
+        "train_file": "a.jsonl",
+        "learning_rate": 1e-4,
+        "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
+    }
