@@ -1,20 +1,26 @@
-"""`make chaos` (`python -m benchmarks.chaos [--quick] [--kills N] [--seed S] [--jobs eval,filter,filter2]`): long
-jobs killed with SIGKILL at random moments, restarted with the same command, compared with an uninterrupted run.
+"""`make chaos` (`python -m benchmarks.chaos [--quick] [--kills N] [--seed S] [--jobs eval,filter,...]`): long jobs
+killed with SIGKILL at random moments, restarted with the same command, compared with an uninterrupted run.
 
 Per job: the tiny random Qwen2.5-VL and synthetic grounding clips are made on the spot (in `--work`, default a
 temporary folder); the job runs once uninterrupted (the reference), then again in a fresh folder where, `--kills`
 times, it is started, killed with SIGKILL (the whole process tree: launcher and workers, which torchrun puts in
 sessions of their own) at a random moment after a random number of finished units, and started again with the same
 command; the last start runs to the end.
-The outputs that define the job's result are compared byte for byte with the reference's.
+The outputs that define the job's result are compared with the reference's (`same_output`): byte for byte, except
+trained weights (within `WEIGHT_TOLERANCE`) and the trainer's logged losses (the same to 6 decimals).
 
 Printed per job: kills, restarts, whether the outputs are identical, units finished before each kill, units
 repeated (finished twice: a line in the output logs for a unit already there) and work lost (seconds between the
 last finished unit and the kill, summed: the unfinished batch that the restart does again).
 
 Jobs: `eval` (temporal_rl.eval.run: unit = one prediction line), `filter` (recipes/filter_data.py, one process:
-unit = one batch line in the shards), `filter2` (the same under `accelerate launch` with two CPU processes).
-`--quick` (the tests' mode): fewer samples, one kill, eval and filter.
+unit = one batch line in the shards), `filter2` (the same under `accelerate launch` with two CPU processes), `sft`
+and `grpo` (recipes/sft.py, recipes/grpo.py on the tiny model, a checkpoint every step: unit = one complete
+checkpoint; a restart resumes from the newest, `temporal_rl.training.checkpoint_to_resume`) and `viarl` (recipes/
+viarl.py, one cycle with both warm starts, a checkpoint every step: unit = a finished stage or a complete
+checkpoint). For the training jobs a repeated unit is a checkpoint written again after a restart (steps trained
+twice), and the kills wait for at least one finished unit, so that each restart has something to resume.
+`--quick` (the tests' mode): fewer samples and steps, one kill; eval and filter unless `--jobs` says otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Job:
         str, ...
     ]  # files compared: byte for byte, or as weights / logged losses (.safetensors, trainer_state)
     total_units: int
+    first_kill_after: int = 0  # the fewest finished units a kill waits for (training: 1, so that a restart resumes)
 
     def argv(self, out: Path) -> list[str]:
         return [part.replace("{out}", str(out)) for part in self.command]
@@ -228,7 +235,8 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
     # the kills land after random counts of finished units (0: during start-up or the first unit; at most one short
     # of the end, so each lands inside the work), in increasing order, each a random fraction of a second later:
     # inside a unit's generation, a write, or the start-up
-    targets = sorted(rng.choices(range(0, max(1, job.total_units - 1)), k=kills))
+    first = min(job.first_kill_after, job.total_units - 2)
+    targets = sorted(rng.choices(range(max(0, first), max(1, job.total_units - 1)), k=kills))
     for target in targets:
         delay = rng.uniform(0.0, 0.3)
         state = _start_and_kill(job, chaos, log, target, delay, rng_deadline=reference_seconds * 3 + 60)
@@ -349,12 +357,13 @@ def training_jobs(work: Path, model: Path, data: Path, frames: Path, quick: bool
              viarl_steps, "--answer_warmstart_steps", viarl_steps, "--selector_warmstart_steps", viarl_steps,
              "--selection_batch_size", "4"]  # fmt: skip
     viarl_outputs = ("cycle_1/answer/adapter_model.safetensors", "cycle_1/selector/adapter_model.safetensors",
-                     "cycle_1/selections.jsonl")  # fmt: skip
-    viarl_units = 4 + 3 * int(viarl_steps)  # 4 training stages' checkpoints and 4 finished stages, roughly
+                     "cycle_1/answer/trainer_state.json", "cycle_1/selector/trainer_state.json",
+                     "cycle_1/selections/selections.rank0.jsonl")  # fmt: skip
+    viarl_units = 5 + 4 * int(viarl_steps)  # 5 finished stages, a checkpoint per step of the 4 training stages
     return {
-        "sft": Job("sft", sft, "checkpoints", trained, steps),
-        "grpo": Job("grpo", grpo, "checkpoints", trained, steps),
-        "viarl": Job("viarl", viarl, "stages", viarl_outputs, viarl_units),
+        "sft": Job("sft", sft, "checkpoints", trained, steps, first_kill_after=1),
+        "grpo": Job("grpo", grpo, "checkpoints", trained, steps, first_kill_after=1),
+        "viarl": Job("viarl", viarl, "stages", viarl_outputs, viarl_units, first_kill_after=1),
     }
 
 
