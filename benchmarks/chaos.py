@@ -61,6 +61,7 @@ class Job:
     ]  # files compared: byte for byte, or as weights / logged losses (.safetensors, trainer_state)
     total_units: int
     first_kill_after: int = 0  # the fewest finished units a kill waits for (training: 1, so that a restart resumes)
+    pythonpath: tuple[str, ...] = ()  # folders added to the job's PYTHONPATH (GRPO: the varied reward's module)
 
     def argv(self, out: Path) -> list[str]:
         return [part.replace("{out}", str(out)) for part in self.command]
@@ -85,7 +86,7 @@ class ChaosResult:
         return dict(self.__dict__)
 
 
-def _env() -> dict[str, str]:
+def _env(job: Job | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
     env.update(
         OMP_NUM_THREADS="1",
@@ -93,7 +94,7 @@ def _env() -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), *(job.pythonpath if job else ()), env.get("PYTHONPATH")])),
     )
     return env
 
@@ -158,7 +159,7 @@ def _run_to_end(job: Job, out: Path, log: Path) -> float:
     start = time.monotonic()
     with log.open("a") as output:
         result = subprocess.run(
-            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            job.argv(out), cwd=ROOT, env=_env(job), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     if result.returncode != 0:
         raise RuntimeError(f"{job.name}: exit {result.returncode}; see {log}\n{log.read_text()[-3000:]}")
@@ -203,7 +204,7 @@ def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: fl
     SIGKILL its process group. Returns what was on disk at the kill."""
     with log.open("a") as output:
         process = subprocess.Popen(
-            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            job.argv(out), cwd=ROOT, env=_env(job), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     deadline = time.monotonic() + rng_deadline
     while process.poll() is None and time.monotonic() < deadline:
@@ -288,7 +289,9 @@ def same_output(reference: Path, other: Path) -> bool:
 
 def _logged_numbers(path: Path) -> list:
     """The trainer's log entries with a loss, without timings, numbers rounded to the tolerance's decimals."""
-    timing = ("runtime", "per_second", "train_seconds", "total_flos", "time")
+    # timings differ from run to run; TRL's running token count (`num_tokens`) restarts from 0 on a resume (TRL does
+    # not checkpoint it), so it says nothing about what was trained
+    timing = ("runtime", "per_second", "train_seconds", "total_flos", "time", "num_tokens")
     rows = []
     for entry in json.loads(path.read_text())["log_history"]:
         if "loss" not in entry and "train_loss" not in entry:
@@ -301,6 +304,16 @@ def _logged_numbers(path: Path) -> list:
             }
         )
     return rows
+
+
+VARIED_REWARD = '''"""A reward that differs between distinct completions (benchmarks/chaos.py's GRPO job)."""
+
+from temporal_rl.rewards.parsing import completion_text
+
+
+def varied_reward(completions, **kwargs):
+    return [(sum(map(ord, completion_text(c))) % 101) / 100 for c in completions]
+'''
 
 
 def _write_recipe(source: Path, target: Path, **changes) -> str:
@@ -324,7 +337,11 @@ def training_jobs(work: Path, model: Path, data: Path, frames: Path, quick: bool
               "--save_steps", "1", "--logging_steps", "1", "--dataloader_num_workers", "0"]  # fmt: skip
     sft = [*python, str(RECIPES / "sft.py"), "--config", str(RECIPES / "tiny/sft_grounding.yaml"), *common,
            "--per_device_train_batch_size", "2", "--warmup_steps", "1"]  # fmt: skip
+    # the untrained tiny model never earns the IoU or format reward: with zero advantages GRPO would never move the
+    # weights, and any resume would look identical. A reward that differs between completions makes it train.
+    (work / "chaos_rewards.py").write_text(VARIED_REWARD)
     grpo = [*python, str(RECIPES / "grpo.py"), "--config", str(RECIPES / "tiny/grpo_grounding.yaml"), *common,
+            "--reward_funcs", "iou", "format", "chaos_rewards.varied_reward", "--reward_weights", "1.0", "0.5", "1.0",
             "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length",
             "8"]  # fmt: skip
     trained = ("model.safetensors", "trainer_state.json")
@@ -362,7 +379,7 @@ def training_jobs(work: Path, model: Path, data: Path, frames: Path, quick: bool
     viarl_units = 5 + 4 * int(viarl_steps)  # 5 finished stages, a checkpoint per step of the 4 training stages
     return {
         "sft": Job("sft", sft, "checkpoints", trained, steps, first_kill_after=1),
-        "grpo": Job("grpo", grpo, "checkpoints", trained, steps, first_kill_after=1),
+        "grpo": Job("grpo", grpo, "checkpoints", trained, steps, first_kill_after=1, pythonpath=(str(work),)),
         "viarl": Job("viarl", viarl, "stages", viarl_outputs, viarl_units, first_kill_after=1),
     }
 

@@ -230,6 +230,29 @@ def checkpoint_to_resume(args, settings: dict[str, Any] | None, log: Callable[[s
     return checkpoint
 
 
+def load_full_weights(model, checkpoint: str | os.PathLike) -> bool:
+    """Load a full (not LoRA) model checkpoint's weights into `model`, in place, through `from_pretrained`.
+
+    HF Trainer's own resume (transformers 5.x) loads `model.safetensors` with `load_state_dict(strict=False)` under
+    the names on disk, which for Qwen2.5-VL (`model.layers...` on disk, `model.language_model.layers...` in memory)
+    match none: it loads no weight, warns at a level nobody sees, and trains on from the base weights with the
+    checkpoint's optimizer. `from_pretrained` converts the names; every tensor is then copied strictly. Costs a
+    second copy of the model while it loads. A LoRA model (an adapter checkpoint) is left to the Trainer, whose
+    adapter loading is right.
+
+    Returns:
+        Whether weights were loaded (False: a PEFT model, or no full weights in `checkpoint`).
+    """
+    folder = Path(checkpoint)
+    full = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+    if hasattr(model, "peft_config") or not full:
+        return False
+    reference = next(model.parameters())
+    loaded = type(model).from_pretrained(folder, dtype=reference.dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    return True
+
+
 def _log(message: str) -> None:
     print(f"[temporal_rl] {message}", file=sys.stderr, flush=True)  # noqa: T201
 
@@ -263,7 +286,8 @@ def train_and_save(trainer, processor, settings: dict[str, Any] | None = None):
 
     Resumes from the config's `resume_from_checkpoint` when set, else from the newest complete checkpoint in
     `output_dir` of the same run (`checkpoint_to_resume`; `settings`: the run's `run_settings`, compared with those
-    recorded there and then recorded; None: no comparison).
+    recorded there and then recorded; None: no comparison); a full model's weights are loaded by
+    `load_full_weights` (the Trainer's own loading misses them).
 
     A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`). Each process
     first takes its rank's lock on `output_dir` (`temporal_rl.resumable.lock_output_dir`: a second live run there
@@ -275,6 +299,8 @@ def train_and_save(trainer, processor, settings: dict[str, Any] | None = None):
     if budget is not None:
         trainer.add_callback(WallClockBudget(budget))
     resume = checkpoint_to_resume(trainer.args, settings, _log)
+    if resume is not None and load_full_weights(trainer.model, resume):
+        _log(f"loaded the full model weights of {resume}")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(trainer.args.output_dir)
