@@ -256,3 +256,31 @@ def test_run_settings_keep_what_changes_the_weights_and_drop_paths_cadence_and_t
         "learning_rate": 1e-4,
         "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
     }
+
+
+def test_a_full_model_checkpoint_is_loaded_whole_where_the_trainer_loads_nothing(tiny_model_dir, tmp_path):
+    """HF Trainer's resume loads `model.safetensors` under its on-disk names with strict=False: for Qwen2.5-VL no
+    name matches, so it loads nothing. `load_full_weights` makes the model the checkpoint's, tensor for tensor."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from temporal_rl.training import load_full_weights
+
+    trained = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for number, parameter in enumerate(trained.parameters()):
+            parameter.add_(0.01 * (number + 1))
+    trained.save_pretrained(tmp_path / "checkpoint-2")
+    expected = {name: tensor.clone() for name, tensor in trained.state_dict().items()}
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    missed = model.load_state_dict(load_file(tmp_path / "checkpoint-2" / "model.safetensors"), strict=False)
+    assert missed.missing_keys  # what the Trainer does: the weights stay the base model's
+    assert sum(not torch.equal(model.state_dict()[name], t) for name, t in expected.items()) == len(expected)
+    assert load_full_weights(model, tmp_path / "checkpoint-2")
+    state = model.state_dict()
+    assert state.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(state[name], tensor), name
+    assert not load_full_weights(model, tmp_path)  # no weights there: nothing loaded
