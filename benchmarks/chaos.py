@@ -288,13 +288,13 @@ def same_output(reference: Path, other: Path) -> bool:
 
 
 def _logged_numbers(path: Path) -> list:
-    """The trainer's log entries with a loss, without timings, numbers rounded to the tolerance's decimals."""
+    """The trainer's per-step log entries (those with a loss), without timings, numbers rounded to 6 decimals."""
     # timings differ from run to run; TRL's running token count (`num_tokens`) restarts from 0 on a resume (TRL does
     # not checkpoint it), so it says nothing about what was trained
     timing = ("runtime", "per_second", "train_seconds", "total_flos", "time", "num_tokens")
     rows = []
     for entry in json.loads(path.read_text())["log_history"]:
-        if "loss" not in entry and "train_loss" not in entry:
+        if "loss" not in entry:  # the end-of-run summary's `train_loss` averages the last start's steps only
             continue
         rows.append(
             {
