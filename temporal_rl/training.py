@@ -253,6 +253,26 @@ def load_full_weights(model, checkpoint: str | os.PathLike) -> bool:
     return True
 
 
+def reached_max_steps(checkpoint: str | os.PathLike, args) -> bool:
+    """Whether `checkpoint` is at (or past) `args.max_steps` (> 0): the run it belongs to had trained to its end."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return 0 < args.max_steps <= state.get("global_step", 0)
+
+
+def restore_finished(trainer, checkpoint: str | os.PathLike) -> None:
+    """Make `trainer` hold the end of a run that had trained to `max_steps` and was killed before its final save:
+    the checkpoint's weights (full, or the LoRA adapter as HF Trainer loads it) and its trainer state.
+
+    HF Trainer (transformers 5.23) resumed from such a checkpoint trains one step more than `max_steps`, so the
+    restart's model would not be the run's.
+    """
+    from transformers import TrainerState
+
+    if not load_full_weights(trainer.model, checkpoint):
+        trainer.model.load_adapter(str(checkpoint), trainer.model.active_adapter, is_trainable=True)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+
+
 def _log(message: str) -> None:
     print(f"[temporal_rl] {message}", file=sys.stderr, flush=True)  # noqa: T201
 
@@ -287,7 +307,8 @@ def train_and_save(trainer, processor, settings: dict[str, Any] | None = None):
     Resumes from the config's `resume_from_checkpoint` when set, else from the newest complete checkpoint in
     `output_dir` of the same run (`checkpoint_to_resume`; `settings`: the run's `run_settings`, compared with those
     recorded there and then recorded; None: no comparison); a full model's weights are loaded by
-    `load_full_weights` (the Trainer's own loading misses them).
+    `load_full_weights` (the Trainer's own loading misses them); a checkpoint at `max_steps` is restored and saved
+    without training (`restore_finished`).
 
     A config's `max_train_seconds` stops training after that much wall-clock time (`WallClockBudget`). Each process
     first takes its rank's lock on `output_dir` (`temporal_rl.resumable.lock_output_dir`: a second live run there
@@ -299,9 +320,13 @@ def train_and_save(trainer, processor, settings: dict[str, Any] | None = None):
     if budget is not None:
         trainer.add_callback(WallClockBudget(budget))
     resume = checkpoint_to_resume(trainer.args, settings, _log)
-    if resume is not None and load_full_weights(trainer.model, resume):
-        _log(f"loaded the full model weights of {resume}")
-    trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and reached_max_steps(resume, trainer.args):
+        _log(f"{resume} is at max_steps={trainer.args.max_steps}: training is over, saving its model")
+        restore_finished(trainer, resume)
+    else:
+        if resume is not None and load_full_weights(trainer.model, resume):
+            _log(f"loaded the full model weights of {resume}")
+        trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(trainer.args.output_dir)
     processor.save_pretrained(trainer.args.output_dir)

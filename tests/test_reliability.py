@@ -284,3 +284,39 @@ def test_a_full_model_checkpoint_is_loaded_whole_where_the_trainer_loads_nothing
     for name, tensor in expected.items():
         assert torch.equal(state[name], tensor), name
     assert not load_full_weights(model, tmp_path)  # no weights there: nothing loaded
+
+
+def test_a_checkpoint_at_max_steps_is_restored_not_trained_on(tiny_model_dir, tmp_path):
+    """A run killed after its last checkpoint but before its final save: HF Trainer resumed from it would train one
+    step past max_steps. `restore_finished` gives the trainer the checkpoint's LoRA adapter and state instead."""
+    from types import SimpleNamespace
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from temporal_rl.training import reached_max_steps, restore_finished
+
+    def lora_model(seed):
+        torch.manual_seed(seed)
+        base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        return get_peft_model(base, config)
+
+    trained = lora_model(seed=1)
+    checkpoint = tmp_path / "checkpoint-3"
+    trained.save_pretrained(checkpoint)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 3, "max_steps": 3, "log_history": []}))
+    expected = {n: p.detach().clone() for n, p in trained.named_parameters() if "lora_" in n}
+
+    trainer = SimpleNamespace(model=lora_model(seed=2), args=SimpleNamespace(max_steps=3), state=None)
+    assert reached_max_steps(checkpoint, trainer.args)
+    assert not reached_max_steps(checkpoint, SimpleNamespace(max_steps=4))
+    before = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(before[n], t) for n, t in expected.items())  # another adapter until restored
+    restore_finished(trainer, checkpoint)
+    after = dict(trainer.model.named_parameters())
+    for name, tensor in expected.items():
+        assert torch.equal(after[name], tensor), name
+        assert after[name].requires_grad
+    assert trainer.state.global_step == 3
