@@ -91,10 +91,10 @@ bench: install
 bench-gpu: install
 	$(RUN_ENV) $(PY) -m benchmarks.real_size $(ARGS)
 
-# Kill -9 over the long jobs (benchmarks/chaos.py): evaluation and the filter (one and two processes) killed with
-# SIGKILL (the whole process group) at random moments, restarted with the same command, compared byte for byte with
-# an uninterrupted run; prints job, kills, restarts, outputs identical, units repeated, work lost. ARGS="--quick"
-# (the tests' mode), ARGS="--kills 5 --seed 3 --jobs eval,filter2".
+# Kill -9 over the long jobs (benchmarks/chaos.py): evaluation, the filter (one and two processes), SFT, GRPO and a
+# ViaRL cycle killed with SIGKILL (the whole process tree) at random moments, restarted with the same command,
+# compared with an uninterrupted run (bytes; trained weights within 1e-6); prints job, kills, restarts, outputs
+# identical, units repeated, work lost. ARGS="--quick" (the tests' mode), ARGS="--kills 5 --seed 3 --jobs sft,grpo".
 chaos: install
 	$(RUN_ENV) $(PY) -m benchmarks.chaos $(ARGS)
 

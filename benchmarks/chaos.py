@@ -1,20 +1,26 @@
-"""`make chaos` (`python -m benchmarks.chaos [--quick] [--kills N] [--seed S] [--jobs eval,filter,filter2]`): long
-jobs killed with SIGKILL at random moments, restarted with the same command, compared with an uninterrupted run.
+"""`make chaos` (`python -m benchmarks.chaos [--quick] [--kills N] [--seed S] [--jobs eval,filter,...]`): long jobs
+killed with SIGKILL at random moments, restarted with the same command, compared with an uninterrupted run.
 
 Per job: the tiny random Qwen2.5-VL and synthetic grounding clips are made on the spot (in `--work`, default a
 temporary folder); the job runs once uninterrupted (the reference), then again in a fresh folder where, `--kills`
 times, it is started, killed with SIGKILL (the whole process tree: launcher and workers, which torchrun puts in
 sessions of their own) at a random moment after a random number of finished units, and started again with the same
 command; the last start runs to the end.
-The outputs that define the job's result are compared byte for byte with the reference's.
+The outputs that define the job's result are compared with the reference's (`same_output`): byte for byte, except
+trained weights (within `WEIGHT_TOLERANCE`) and the trainer's logged losses (the same to 6 decimals).
 
 Printed per job: kills, restarts, whether the outputs are identical, units finished before each kill, units
 repeated (finished twice: a line in the output logs for a unit already there) and work lost (seconds between the
 last finished unit and the kill, summed: the unfinished batch that the restart does again).
 
 Jobs: `eval` (temporal_rl.eval.run: unit = one prediction line), `filter` (recipes/filter_data.py, one process:
-unit = one batch line in the shards), `filter2` (the same under `accelerate launch` with two CPU processes).
-`--quick` (the tests' mode): fewer samples, one kill, eval and filter.
+unit = one batch line in the shards), `filter2` (the same under `accelerate launch` with two CPU processes), `sft`
+and `grpo` (recipes/sft.py, recipes/grpo.py on the tiny model, a checkpoint every step: unit = one complete
+checkpoint; a restart resumes from the newest, `temporal_rl.training.checkpoint_to_resume`) and `viarl` (recipes/
+viarl.py, one cycle with both warm starts, a checkpoint every step: unit = a finished stage or a complete
+checkpoint). For the training jobs a repeated unit is a checkpoint written again after a restart (steps trained
+twice), and the kills wait for at least one finished unit, so that each restart has something to resume.
+`--quick` (the tests' mode): fewer samples and steps, one kill; eval and filter unless `--jobs` says otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-JOBS = ("eval", "filter", "filter2")
+JOBS = ("eval", "filter", "filter2", "sft", "grpo", "viarl")
+TRAINING = ("sft", "grpo", "viarl")
+# Training outputs are compared as numbers: weights within WEIGHT_TOLERANCE (max absolute difference; CPU float32 with
+# a fixed seed repeats a run exactly, and a resumed run restores the weights, the optimizer, the scheduler and the
+# RNG states, so the difference measured is 0) and the logged losses likewise. Bytes would also compare a file's
+# metadata (safetensors headers, timestamps in trainer_state.json), which says nothing about what was trained.
+WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -43,9 +55,13 @@ class Job:
 
     name: str
     command: list[str]  # with "{out}" where the output folder goes
-    units: str  # "predictions" or "shards"
-    outputs: tuple[str, ...]  # files compared byte for byte
+    units: str  # "predictions", "shards", "checkpoints" (complete ones) or "stages" (ViaRL's finished stages)
+    outputs: tuple[
+        str, ...
+    ]  # files compared: byte for byte, or as weights / logged losses (.safetensors, trainer_state)
     total_units: int
+    first_kill_after: int = 0  # the fewest finished units a kill waits for (training: 1, so that a restart resumes)
+    pythonpath: tuple[str, ...] = ()  # folders added to the job's PYTHONPATH (GRPO: the varied reward's module)
 
     def argv(self, out: Path) -> list[str]:
         return [part.replace("{out}", str(out)) for part in self.command]
@@ -70,7 +86,7 @@ class ChaosResult:
         return dict(self.__dict__)
 
 
-def _env() -> dict[str, str]:
+def _env(job: Job | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
     env.update(
         OMP_NUM_THREADS="1",
@@ -78,13 +94,40 @@ def _env() -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), *(job.pythonpath if job else ()), env.get("PYTHONPATH")])),
     )
     return env
 
 
+def _checkpoints(out: Path) -> dict[str, int]:
+    """Every complete checkpoint under `out` (ViaRL: in each stage's folder) -> its trainer_state.json's mtime (ns)."""
+    from temporal_rl.training import newest_complete_checkpoint
+
+    found = {}
+    for folder in {path.parent for path in out.rglob("checkpoint-*")}:
+        _, torn = newest_complete_checkpoint(folder)
+        for checkpoint in folder.glob("checkpoint-*"):
+            state = checkpoint / "trainer_state.json"
+            if checkpoint.name not in torn and state.is_file():
+                found[str(checkpoint.relative_to(out))] = state.stat().st_mtime_ns
+    return found
+
+
+def _done_stages(out: Path) -> list[bytes]:
+    try:
+        state = json.loads((out / "viarl_state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [name.encode() for name, stage in state.get("stages", {}).items() if stage.get("status") == "done"]
+
+
 def unit_lines(out: Path, units: str) -> list[bytes]:
-    """The complete lines of a job's unit log(s) in `out`: predictions, or every shard's batches."""
+    """The finished units of a job in `out`: the complete lines of its unit log(s) (predictions, or every shard's
+    batches), its complete checkpoints, or ViaRL's finished stages and complete checkpoints."""
+    if units == "checkpoints":
+        return [name.encode() for name in sorted(_checkpoints(out))]
+    if units == "stages":
+        return _done_stages(out) + [name.encode() for name in sorted(_checkpoints(out))]
     if units == "predictions":
         paths = [out / "predictions.jsonl"]
     else:
@@ -102,6 +145,11 @@ def _unit_key(line: bytes, units: str):
 
 
 def _last_change(out: Path, units: str) -> float | None:
+    if units in ("checkpoints", "stages"):
+        times = [ns / 1e9 for ns in _checkpoints(out).values()]
+        if units == "stages" and (out / "viarl_state.json").is_file():
+            times.append((out / "viarl_state.json").stat().st_mtime)
+        return max(times) if times else None
     paths = [out / "predictions.jsonl"] if units == "predictions" else list((out / "shards").glob("rank-*.jsonl"))
     times = [p.stat().st_mtime for p in paths if p.is_file() and p.stat().st_size]
     return max(times) if times else None
@@ -111,7 +159,7 @@ def _run_to_end(job: Job, out: Path, log: Path) -> float:
     start = time.monotonic()
     with log.open("a") as output:
         result = subprocess.run(
-            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            job.argv(out), cwd=ROOT, env=_env(job), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     if result.returncode != 0:
         raise RuntimeError(f"{job.name}: exit {result.returncode}; see {log}\n{log.read_text()[-3000:]}")
@@ -156,7 +204,7 @@ def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: fl
     SIGKILL its process group. Returns what was on disk at the kill."""
     with log.open("a") as output:
         process = subprocess.Popen(
-            job.argv(out), cwd=ROOT, env=_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            job.argv(out), cwd=ROOT, env=_env(job), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     deadline = time.monotonic() + rng_deadline
     while process.poll() is None and time.monotonic() < deadline:
@@ -169,6 +217,7 @@ def _start_and_kill(job: Job, out: Path, log: Path, target_units: int, delay: fl
     killed = _kill_tree(process)
     last = _last_change(out, job.units)
     return {
+        "checkpoints": _checkpoints(out),
         "finished_before_kill": finished,
         "units": len(unit_lines(out, job.units)),
         "lost": 0.0 if finished or last is None else max(0.0, killed_at - last),
@@ -183,10 +232,12 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
     start = time.monotonic()
     result = ChaosResult(job.name, kills=0, restarts=0, identical=False, total_units=job.total_units)
     seen: set = set()
+    saved: dict[str, int] = {}  # complete checkpoints at the kills -> their trainer state's mtime
     # the kills land after random counts of finished units (0: during start-up or the first unit; at most one short
     # of the end, so each lands inside the work), in increasing order, each a random fraction of a second later:
     # inside a unit's generation, a write, or the start-up
-    targets = sorted(rng.choices(range(0, max(1, job.total_units - 1)), k=kills))
+    first = min(job.first_kill_after, job.total_units - 2)
+    targets = sorted(rng.choices(range(max(0, first), max(1, job.total_units - 1)), k=kills))
     for target in targets:
         delay = rng.uniform(0.0, 0.3)
         state = _start_and_kill(job, chaos, log, target, delay, rng_deadline=reference_seconds * 3 + 60)
@@ -196,17 +247,141 @@ def run_chaos(job: Job, work: Path, kills: int, rng: random.Random) -> ChaosResu
         result.units_at_kills.append(state["units"])
         result.lost_seconds += state["lost"]
         result.processes_killed.append(state["processes"])
+        saved.update(state["checkpoints"])
     result.restarts = result.kills
     _run_to_end(job, chaos, log)
     result.chaos_seconds = time.monotonic() - start
     result.reference_seconds = reference_seconds
-    for line in unit_lines(chaos, job.units):
-        key = _unit_key(line, job.units)
-        result.units_repeated += key in seen
-        seen.add(key)
-    result.differing = [name for name in job.outputs if (chaos / name).read_bytes() != (reference / name).read_bytes()]
+    if job.units in ("checkpoints", "stages"):
+        # a checkpoint written again after a restart (its trainer state rewritten): steps trained twice
+        final = _checkpoints(chaos)
+        result.units_repeated = sum(final.get(name) != mtime for name, mtime in saved.items())
+    else:
+        for line in unit_lines(chaos, job.units):
+            key = _unit_key(line, job.units)
+            result.units_repeated += key in seen
+            seen.add(key)
+    result.differing = [name for name in job.outputs if not same_output(reference / name, chaos / name)]
     result.identical = not result.differing
     return result
+
+
+def same_output(reference: Path, other: Path) -> bool:
+    """Whether a job's output file matches the reference's: safetensors weights within `WEIGHT_TOLERANCE` (same
+    names, shapes and dtypes), a trainer_state.json's logged losses (step, loss, grad norm, learning rate, reward)
+    within it, anything else byte for byte. A missing file matches nothing."""
+    if not reference.is_file() or not other.is_file():
+        return False
+    if reference.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        first, second = load_file(reference), load_file(other)
+        return first.keys() == second.keys() and all(
+            first[k].shape == second[k].shape
+            and first[k].dtype == second[k].dtype
+            and (first[k].double() - second[k].double()).abs().max().item() <= WEIGHT_TOLERANCE
+            for k in first
+        )
+    if reference.name == "trainer_state.json":
+        return _logged_numbers(reference) == _logged_numbers(other)
+    return reference.read_bytes() == other.read_bytes()
+
+
+def _logged_numbers(path: Path) -> list:
+    """The trainer's per-step log entries (those with a loss), without timings, numbers rounded to 6 decimals."""
+    # timings differ from run to run; TRL's running token count (`num_tokens`) restarts from 0 on a resume (TRL does
+    # not checkpoint it), so it says nothing about what was trained
+    timing = ("runtime", "per_second", "train_seconds", "total_flos", "time", "num_tokens")
+    rows = []
+    for entry in json.loads(path.read_text())["log_history"]:
+        if "loss" not in entry:  # the end-of-run summary's `train_loss` averages the last start's steps only
+            continue
+        rows.append(
+            {
+                key: round(value, 6) if isinstance(value, float) else value
+                for key, value in sorted(entry.items())
+                if not any(word in key for word in timing)
+            }
+        )
+    return rows
+
+
+VARIED_REWARD = '''"""A reward that differs between distinct completions (benchmarks/chaos.py's GRPO job)."""
+
+from temporal_rl.rewards.parsing import completion_text
+
+
+def varied_reward(completions, **kwargs):
+    return [(sum(map(ord, completion_text(c))) % 101) / 100 for c in completions]
+'''
+
+
+def _write_recipe(source: Path, target: Path, **changes) -> str:
+    import yaml
+
+    raw = yaml.safe_load(source.read_text())
+    raw.update(changes)
+    target.write_text(yaml.safe_dump(raw))
+    return str(target)
+
+
+def training_jobs(work: Path, model: Path, data: Path, frames: Path, quick: bool) -> dict[str, Job]:
+    """SFT, GRPO (the recipes, a checkpoint every step) and a ViaRL cycle (warm starts, selector RL, selections,
+    answer SFT) on the tiny model; the quick mode trains fewer steps."""
+    from data_tools.synth import generate_dataset
+
+    python = [sys.executable]
+    steps = 3 if quick else 6
+    common = ["--model_name_or_path", str(model), "--train_file", str(data / "data.jsonl"), "--output_dir", "{out}",
+              "--frame_cache_dir", str(frames), "--max_steps", str(steps), "--save_strategy", "steps",
+              "--save_steps", "1", "--logging_steps", "1", "--dataloader_num_workers", "0"]  # fmt: skip
+    sft = [*python, str(RECIPES / "sft.py"), "--config", str(RECIPES / "tiny/sft_grounding.yaml"), *common,
+           "--per_device_train_batch_size", "2", "--warmup_steps", "1"]  # fmt: skip
+    # the untrained tiny model never earns the IoU or format reward: with zero advantages GRPO would never move the
+    # weights, and any resume would look identical. A reward that differs between completions makes it train.
+    (work / "chaos_rewards.py").write_text(VARIED_REWARD)
+    grpo = [*python, str(RECIPES / "grpo.py"), "--config", str(RECIPES / "tiny/grpo_grounding.yaml"), *common,
+            "--reward_funcs", "iou", "format", "chaos_rewards.varied_reward", "--reward_weights", "1.0", "0.5", "1.0",
+            "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length",
+            "8"]  # fmt: skip
+    trained = ("model.safetensors", "trainer_state.json")
+
+    needle = work / "needle"
+    if not (needle / "data.jsonl").is_file():
+        generate_dataset("needle", "train", 4, "chaos", needle, difficulty="tiny", workers=1, progress=False)
+    recipes, tiny = work / "recipes", RECIPES / "tiny"
+    recipes.mkdir(exist_ok=True)
+    small_sft = dict(per_device_train_batch_size=2, logging_steps=1, save_strategy="steps", save_steps=1,
+                     warmup_steps=0, dataloader_num_workers=0)  # fmt: skip
+    lora = dict(lora_r=4, lora_alpha=8)
+    selector = _write_recipe(
+        tiny / "viarl_needle_selector.yaml", recipes / "selector.yaml", **lora, per_device_train_batch_size=4,
+        num_generations=4, max_completion_length=8, save_strategy="steps", save_steps=1, answer_max_new_tokens=4,
+        num_candidates=8, num_frames_to_select=2, logging_steps=1, answer_model_name_or_path=str(model),
+    )  # fmt: skip
+    answer = _write_recipe(tiny / "viarl_needle_answer.yaml", recipes / "answer.yaml", **lora, **small_sft,
+                           model_name_or_path=str(model))  # fmt: skip
+    warm_answer = _write_recipe(tiny / "viarl_needle_answer_warmstart.yaml", recipes / "warm_answer.yaml", **small_sft)
+    warm_selector = _write_recipe(
+        tiny / "viarl_needle_selector_warmstart.yaml", recipes / "warm_selector.yaml", **small_sft
+    )
+    viarl_steps = "1" if quick else "2"
+    viarl = [*python, str(RECIPES / "viarl.py"), "--config", str(tiny / "viarl_needle.yaml"), "--output_dir", "{out}",
+             "--selector_recipe", selector, "--answer_recipe", answer, "--answer_warmstart_recipe", warm_answer,
+             "--selector_warmstart_recipe", warm_selector, "--num_cycles", "1", "--train_file",
+             str(needle / "data.jsonl"), "--selector_model", str(model), "--answer_model", str(model),
+             "--frame_cache_dir", str(frames), "--seed", "0", "--selector_steps", viarl_steps, "--answer_steps",
+             viarl_steps, "--answer_warmstart_steps", viarl_steps, "--selector_warmstart_steps", viarl_steps,
+             "--selection_batch_size", "4"]  # fmt: skip
+    viarl_outputs = ("cycle_1/answer/adapter_model.safetensors", "cycle_1/selector/adapter_model.safetensors",
+                     "cycle_1/answer/trainer_state.json", "cycle_1/selector/trainer_state.json",
+                     "cycle_1/selections/selections.rank0.jsonl")  # fmt: skip
+    viarl_units = 5 + 4 * int(viarl_steps)  # 5 finished stages, a checkpoint per step of the 4 training stages
+    return {
+        "sft": Job("sft", sft, "checkpoints", trained, steps, first_kill_after=1),
+        "grpo": Job("grpo", grpo, "checkpoints", trained, steps, first_kill_after=1, pythonpath=(str(work),)),
+        "viarl": Job("viarl", viarl, "stages", viarl_outputs, viarl_units, first_kill_after=1),
+    }
 
 
 def prepare(work: Path, quick: bool) -> dict[str, Job]:
@@ -240,6 +415,7 @@ def prepare(work: Path, quick: bool) -> dict[str, Job]:
     ]  # fmt: skip
     outputs = ("scored.jsonl", "filtered.jsonl")
     return {
+        **training_jobs(work, model, data, frames, quick),
         "eval": eval_job,
         "filter": Job("filter", [*python, *filter_args], "shards", outputs, num // 2),
         "filter2": Job(

@@ -279,3 +279,28 @@ def test_vision_tokens_are_never_sampled_and_mixed_tasks_are_scored(family, tiny
     logged = trainer.state.log_history[0]
     for name in ("format_reward", "iou_reward", "accuracy_reward"):  # each scored the rows of its tasks
         assert f"rewards/{name}/mean" in logged
+
+
+def test_a_record_whose_duration_disagrees_with_its_video_is_refused_naming_it(tiny_model_dir, mixed_jsonl, tmp_path):
+    """As in SFT and generation: a record saying a minute more than its clip lasts (plausible, so validation lets it
+    through) stops GRPO with its id and both durations, before any step trains on it; the row with its true
+    duration trains."""
+    from temporal_rl.data import RecordError
+
+    good = read_records(mixed_jsonl)[0]
+    decoded = decode_video(good["video"]).duration  # the clip's true length, decoded independently
+    write_jsonl(tmp_path / "good.jsonl", [good])
+    write_jsonl(tmp_path / "bad.jsonl", [{**good, "id": "absurd", "duration": decoded + 60}])
+    config = _config(tmp_path, max_steps=1, steps_per_generation=1, beta=0.0)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    refused = rf"record 'absurd': the record says {decoded + 60:g} s but its video lasts {decoded:.2f} s"
+    with pytest.raises(RecordError, match=refused):
+        TemporalGRPOTrainer(
+            model=model, args=config, train_dataset=load_dataset(tmp_path / "bad.jsonl"), processing_class=processor
+        ).train()
+    trainer = TemporalGRPOTrainer(
+        model=model, args=config, train_dataset=load_dataset(tmp_path / "good.jsonl"), processing_class=processor
+    )
+    trainer.train()
+    assert trainer.state.global_step == 1

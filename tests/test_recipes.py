@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -509,7 +510,7 @@ def varied_reward(completions, **kwargs):
 @pytest.mark.slow
 def test_killed_lora_run_resumes_from_its_checkpoint(tiny_model_dir, grounding_jsonl, tmp_path):
     """A LoRA GRPO run (max_steps 6, a checkpoint every 2 steps) is SIGKILLed as soon as its first checkpoint is
-    complete, then relaunched with --resume_from_checkpoint.
+    complete, then relaunched with the same command: it finds its newest complete checkpoint and resumes from it.
 
     Timing: a tiny step takes ~0.3 s here and the Trainer writes trainer_state.json last, so polling every 0.05 s
     for a checkpoint whose trainer state parses catches it about one step after it is written, well before step 6.
@@ -563,11 +564,14 @@ def test_killed_lora_run_resumes_from_its_checkpoint(tiny_model_dir, grounding_j
     second_log = tmp_path / "second.log"
     with second_log.open("w") as out:
         result = subprocess.run(
-            [*command, "--resume_from_checkpoint", str(checkpoint)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300,
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300,
         )  # fmt: skip
     print(f"kill after checkpoint-{killed_at} and resume: {time.monotonic() - start:.1f} s")
     assert result.returncode == 0, _tail(second_log)
+    # it says so, naming a checkpoint of its own folder (the one killed at, or one written just before the kill)
+    assert re.search(rf"resuming from {re.escape(str(output_dir))}/checkpoint-[24] ", second_log.read_text()), _tail(
+        second_log
+    )
 
     final_state = _trainer_state(output_dir / "checkpoint-6")
     assert final_state is not None and final_state["global_step"] == 6

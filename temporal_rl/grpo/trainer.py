@@ -28,6 +28,7 @@ import datasets
 import torch
 from trl import GRPOTrainer
 
+from temporal_rl.data import RecordError, check_video_duration
 from temporal_rl.families import family_of
 from temporal_rl.generation import vision_token_ids
 from temporal_rl.grpo.config import TemporalGRPOConfig
@@ -57,6 +58,33 @@ def add_video_prompts(dataset: datasets.Dataset, options: PromptOptions) -> data
     return dataset.map(prompt_of, desc="video prompts")
 
 
+def declared_durations(*splits: datasets.Dataset | None) -> dict[str, list[tuple[str, float]]]:
+    """Video path -> [(record id, the duration the record states, s)] over the rows of `splits` that state one: what
+    each decoded video is checked against (`check_declared_durations`). Splits without the columns add nothing."""
+    declared: dict[str, list[tuple[str, float]]] = {}
+    for split in splits:
+        if split is None or not {"video", "duration"} <= set(split.column_names):
+            continue
+        ids = split["id"] if "id" in split.column_names else [None] * len(split)
+        for record_id, video, duration in zip(ids, split["video"], split["duration"], strict=True):
+            if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+                declared.setdefault(video, []).append((record_id, float(duration)))
+    return declared
+
+
+def check_declared_durations(video: SampledVideo, declared: list[tuple[str, float]]) -> None:
+    """Refuse a video whose decoded length disagrees with a record's stated `duration` (as SFT and generation do).
+
+    Raises:
+        RecordError: naming the record's id and field `duration`, with both durations.
+    """
+    for record_id, duration in declared:
+        try:
+            check_video_duration(duration, video.duration)
+        except RecordError as err:
+            raise RecordError(f"record {record_id!r}: {err.reason}", field="duration") from None
+
+
 class TemporalGRPOTrainer(GRPOTrainer):
     """GRPO on canonical video data (grounding, mcq, grounded_qa rows, mixed in a batch if wanted).
 
@@ -75,9 +103,11 @@ class TemporalGRPOTrainer(GRPOTrainer):
     - `training_step` / `prediction_step`: release a rollout's cached vision outputs once it is consumed, and log
       `video/vision_patches`, the patches the vision tower(s) encoded in the step (counted by a hook on them).
 
-    The constructor also stops generation from sampling vision special tokens. Images are not supported.
-    `self.share_vision_encoder` (from `args.share_vision_encoder`) switches the sharing. `self.family` is the model's
-    family (`temporal_rl.families`): frame sizes, placeholder ids, per-video tensors and vision outputs come from it.
+    Every video loaded is checked against the `duration` its records state (`check_declared_durations`, as SFT and
+    generation do). The constructor also stops generation from sampling vision special tokens. Images are not
+    supported. `self.share_vision_encoder` (from `args.share_vision_encoder`) switches the sharing. `self.family` is
+    the model's family (`temporal_rl.families`): frame sizes, placeholder ids, per-video tensors and vision outputs
+    come from it.
     """
 
     _tag_names = ["trl", "grpo", "temporal-rl", "video"]
@@ -111,6 +141,7 @@ class TemporalGRPOTrainer(GRPOTrainer):
         self.frame_sampling = self.family.video.frame_sampling(args.frame_sampling())
         self._image_pad_token_id, self._video_pad_token_id = self.family.video.placeholder_ids(self.processing_class)
         self.frame_cache = args.frame_cache()
+        self._declared_durations = declared_durations(train_dataset, eval_dataset)
         self._video_rows: VideoRows | None = None
         self.share_vision_encoder = args.share_vision_encoder
         self.lean_lora_generation = True  # `temporal_rl.models.lora_generation`; False: PEFT's forward (benchmarks)
@@ -147,7 +178,10 @@ class TemporalGRPOTrainer(GRPOTrainer):
         return prompt_ids, rows, sum(v.decoded_frames for v in videos.values())
 
     def _load_video(self, path: str) -> SampledVideo:
-        return load_video(path, self.frame_sampling, self.frame_cache)
+        """The frames of `path`, checked against the duration every record of that video states."""
+        video = load_video(path, self.frame_sampling, self.frame_cache)
+        check_declared_durations(video, self._declared_durations.get(path, []))
+        return video
 
     def _tokenize_prompts(self, prompts: list):
         template_kwargs = dict(self.chat_template_kwargs or {})

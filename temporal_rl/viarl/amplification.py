@@ -54,7 +54,7 @@ from typing import Any
 
 from temporal_rl.configs import parse_recipe
 from temporal_rl.resumable import changed_settings, write_json_atomic
-from temporal_rl.training import train_sft
+from temporal_rl.training import newest_complete_checkpoint, train_sft
 from temporal_rl.viarl.answer_stage import (
     ANSWER_TARGETS,
     CandidateSpec,
@@ -339,15 +339,9 @@ def _common_overrides(config: ViaRLConfig, output_dir: Path, steps: int | None) 
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The stage's last complete TRL checkpoint (`checkpoint-<step>` with its trainer state), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not Path(output_dir).is_dir():
-        return None
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint is None or not (Path(checkpoint) / "trainer_state.json").is_file():
-        return None
-    return checkpoint
+    """The stage's newest complete TRL checkpoint (`temporal_rl.training.newest_complete_checkpoint`: a save torn by a
+    kill is skipped), or None."""
+    return newest_complete_checkpoint(output_dir)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
