@@ -63,7 +63,6 @@ for _name, _value in {
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
-import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -76,7 +75,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.phases import GIB, PhaseTimer, StepClock  # noqa: E402
-from benchmarks.suite import format_number, machine_facts, to_jsonable, write_atomic  # noqa: E402
+from benchmarks.suite import format_number, machine_facts, to_jsonable, write_results  # noqa: E402
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PHASES = (
@@ -688,11 +687,7 @@ def run_all(scale: Scale, only: list[str], out: Path, work_dir: Path | None, tra
             "wall_s": time.perf_counter() - began,
         }
     )
-    markdown = render_markdown(report)
-    write_atomic(out / "results.json", json.dumps(report, indent=1) + "\n")
-    write_atomic(out / "results.md", markdown)
-    print(markdown)
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    write_results(out, report, render_markdown(report))
     return report
 
 

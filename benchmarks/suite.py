@@ -299,6 +299,14 @@ def to_jsonable(value):
     return value
 
 
+def write_results(out: Path, report: dict, markdown: str) -> None:
+    """A benchmark's `results.json` and `results.md` in `out`, each written atomically; the table printed."""
+    write_atomic(out / "results.json", json.dumps(report, indent=1) + "\n")
+    write_atomic(out / "results.md", markdown)
+    print(markdown)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,11 +364,7 @@ def run_suite(names: list[str], quick: bool, out: Path, work_dir: str | None = N
         "wall_s": time.perf_counter() - start,
     }
     report = to_jsonable(report)
-    markdown = render_markdown(report)
-    write_atomic(out / "results.json", json.dumps(report, indent=1) + "\n")
-    write_atomic(out / "results.md", markdown)
-    print(markdown)
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    write_results(out, report, render_markdown(report))
     return report
 
 

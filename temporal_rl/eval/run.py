@@ -292,7 +292,7 @@ def generate_predictions(
     }
 
 
-def predict_and_score(
+def greedy_completions(
     model,
     processor,
     records: Sequence[dict],
@@ -300,12 +300,13 @@ def predict_and_score(
     *,
     max_new_tokens: int,
     batch_size: int,
-    gold: Sequence[dict] | None = None,
-) -> tuple[dict[str, Any], list[dict]]:
-    """Greedy predictions on `records`, scored against `gold` (default: the records): (report, per-record samples).
+    check_durations: bool = True,
+) -> dict[str, str]:
+    """`{record id: greedy completion}` for `records`.
 
     `video_args`: the frame budget, frame cache and prompt options to generate with (a `VideoArguments`, e.g. the
-    training recipe's config, so the model is asked as it was trained).
+    training recipe's config, so the model is asked as it was trained). `check_durations`: False only for records
+    whose videos are deliberately not theirs (`GenerationOptions.check_durations`).
     """
     from temporal_rl.generation import GenerationOptions, iter_generations
 
@@ -316,9 +317,29 @@ def predict_and_score(
         video_args.frame_sampling(),
         video_args.frame_cache(),
         prompt=video_args.prompt_options(),
-        generation=GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size),
+        generation=GenerationOptions(
+            max_new_tokens=max_new_tokens, batch_size=batch_size, check_durations=check_durations
+        ),
     )
-    return evaluate(list(gold if gold is not None else records), {g.record_id: g.completions[0] for g in generations})
+    return {g.record_id: g.completions[0] for g in generations}
+
+
+def predict_and_score(
+    model,
+    processor,
+    records: Sequence[dict],
+    video_args,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    gold: Sequence[dict] | None = None,
+) -> tuple[dict[str, Any], list[dict]]:
+    """Greedy predictions on `records` (`greedy_completions`), scored against `gold` (default: the records):
+    (report, per-record samples)."""
+    completions = greedy_completions(
+        model, processor, records, video_args, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return evaluate(list(gold if gold is not None else records), completions)
 
 
 def evaluate_model(

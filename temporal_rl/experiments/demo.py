@@ -42,6 +42,7 @@ from temporal_rl.configs import TemporalSFTConfig, parse_recipe, recipe_argument
 from temporal_rl.data import read_records
 from temporal_rl.eval.baselines import baseline_predictions
 from temporal_rl.eval.metrics import evaluate
+from temporal_rl.eval.run import greedy_completions
 from temporal_rl.eval.video_dependence import swap_videos, zeroed_video_kl
 from temporal_rl.families import DEFAULT_FAMILY, FAMILIES, get_family
 from temporal_rl.grpo.config import TemporalGRPOConfig
@@ -117,27 +118,6 @@ def frame_budget(family: str, recipe: str) -> dict[str, int]:
     return {"video_max_pixels": (math.ceil(side / factor) * factor) ** 2}
 
 
-def greedy_predictions(
-    model, processor, records: list[dict], video_args, *, max_new_tokens: int, batch_size: int, swapped: bool = False
-):
-    """`{record id: greedy completion}` for `records`; `swapped`: their videos are another clip's (`swap_videos`), so
-    a record's duration is not its video's and is not checked."""
-    from temporal_rl.generation import GenerationOptions, iter_generations
-
-    generations = iter_generations(
-        model,
-        processor,
-        records,
-        video_args.frame_sampling(),
-        video_args.frame_cache(),
-        prompt=video_args.prompt_options(),
-        generation=GenerationOptions(
-            max_new_tokens=max_new_tokens, batch_size=batch_size, check_durations=not swapped
-        ),
-    )
-    return {g.record_id: g.completions[0] for g in generations}
-
-
 def seeing_evaluation(model_dir: str | Path, records: list[dict], video_args, config: DemoConfig, max_new_tokens: int):
     """One model on the held-out records: its report, its predictions, its report with swapped videos, and the KL
     between its answers with real and with zeroed pixels (on the first `kl_samples` records)."""
@@ -145,8 +125,9 @@ def seeing_evaluation(model_dir: str | Path, records: list[dict], video_args, co
 
     model, processor = load_inference_model(model_dir, dtype="float32")
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": config.eval_batch_size}
-    predictions = greedy_predictions(model, processor, records, video_args, **kwargs)
-    swapped = greedy_predictions(model, processor, swap_videos(records), video_args, swapped=True, **kwargs)
+    predictions = greedy_completions(model, processor, records, video_args, **kwargs)
+    # another clip's video on purpose, so a record's duration is not its video's
+    swapped = greedy_completions(model, processor, swap_videos(records), video_args, check_durations=False, **kwargs)
     collator = VideoSFTCollator(
         processor, video_args.frame_sampling(), video_args.frame_cache(), video_args.prompt_options()
     )
@@ -192,8 +173,8 @@ class LearningCurve(TrainerCallback):
         model.eval()
         scores = {}
         for name, records, swapped in (("mIoU", self.records, False), (SWAPPED, swap_videos(self.records), True)):
-            predictions = greedy_predictions(
-                model, processing_class, records, self.video_args, swapped=swapped, **self.kwargs
+            predictions = greedy_completions(
+                model, processing_class, records, self.video_args, check_durations=not swapped, **self.kwargs
             )
             scores[name] = round(evaluate(self.records, predictions)[0]["tasks"]["grounding"]["mIoU"], 2)
         model.train(was_training)

@@ -108,6 +108,17 @@ _QWEN3_VL_VISION = {
 }
 
 
+# The vision-tower values Qwen3-VL and Qwen3.5 share in their public config.json files.
+_QWEN3_VISION_COMMON = dict(
+    num_heads=16,
+    hidden_act="gelu_pytorch_tanh",
+    patch_size=16,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    num_position_embeddings=2304,
+)
+
+
 def qwen3_vl_config(size: str):
     """The `Qwen3VLConfig` of the public Qwen3-VL-4B or -8B (Instruct) checkpoint."""
     from transformers import Qwen3VLConfig
@@ -133,16 +144,7 @@ def qwen3_vl_config(size: str):
         eos_token_id=151645,
         **_QWEN3_VL_TEXT[size],
     )
-    vision = dict(
-        num_heads=16,
-        hidden_act="gelu_pytorch_tanh",
-        patch_size=16,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        num_position_embeddings=2304,
-        out_hidden_size=text["hidden_size"],
-        **_QWEN3_VL_VISION[size],
-    )
+    vision = {**_QWEN3_VISION_COMMON, "out_hidden_size": text["hidden_size"], **_QWEN3_VL_VISION[size]}
     return Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
@@ -195,16 +197,7 @@ def qwen3_5_config(size: str):
         },
         **_QWEN3_5_TEXT[size],
     )
-    vision = dict(
-        num_heads=16,
-        hidden_act="gelu_pytorch_tanh",
-        patch_size=16,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        num_position_embeddings=2304,
-        out_hidden_size=text["hidden_size"],
-        **_QWEN3_5_VISION[size],
-    )
+    vision = {**_QWEN3_VISION_COMMON, "out_hidden_size": text["hidden_size"], **_QWEN3_5_VISION[size]}
     return Qwen3_5Config(
         text_config=text,
         vision_config=vision,

@@ -45,12 +45,8 @@ QWEN_SPECIAL_TOKENS = (
 # Qwen2.5-VL's chat template: a default system turn, "<|vision_start|><|video_pad|><|vision_end|>" for each
 # video block (one placeholder the processor expands to the video's token count), generation prompt last.
 # Like Qwen's own, a content block counts as a video if it has a 'video' key at all, so blocks must not carry
-# None-valued keys (datasets/Arrow adds them).
-QWEN2_5_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}"
+# None-valued keys (datasets/Arrow adds them). The Qwen3 families' template below is the same but for the system turn.
+_CHAT_TURNS = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
     "{% else %}{% for content in message['content'] %}"
@@ -66,30 +62,20 @@ QWEN2_5_VL_CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_CHAT_OPENING = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+)
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    _CHAT_OPENING
+    + "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}" + _CHAT_TURNS
 )
 
 
 # The Qwen3-VL / Qwen3.5 chat templates' shape: no default system turn, the same vision placeholders. (The real Qwen3.5
 # template also opens a <think> block after the generation prompt unless enable_thinking is false.)
-QWEN3_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+QWEN3_VL_CHAT_TEMPLATE = _CHAT_OPENING + _CHAT_TURNS
 
 
 @dataclass(frozen=True)
