@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporal_rl.environment import child_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 JOBS = ("eval", "filter", "filter2", "sft", "grpo", "viarl")
@@ -87,16 +89,7 @@ class ChaosResult:
 
 
 def _env(job: Job | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), *(job.pythonpath if job else ()), env.get("PYTHONPATH")])),
-    )
-    return env
+    return child_environment([ROOT, *(job.pythonpath if job else ())])
 
 
 def _checkpoints(out: Path) -> dict[str, int]:

@@ -49,16 +49,9 @@ its error and the others still run.
 
 from __future__ import annotations
 
-import os
+from temporal_rl.environment import pin_environment
 
-for _name, _value in {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-}.items():
-    os.environ.setdefault(_name, _value)
+pin_environment()
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402

@@ -27,15 +27,10 @@ from __future__ import annotations
 
 import os
 
-for _name, _value in {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "FORCE_QWENVL_VIDEO_READER": "decord",
-}.items():
-    os.environ.setdefault(_name, _value)
+from temporal_rl.environment import pin_environment
+
+pin_environment()
+os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402

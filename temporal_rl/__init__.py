@@ -3,7 +3,8 @@
 | layer        | packages and modules                                                        | may import            |
 |--------------|-----------------------------------------------------------------------------|-----------------------|
 | foundation   | `data`, `prompts`, `video/`, `rewards/`, `models/`, `families`,             | the foundation        |
-|              | `generation`, `advantages`, `resumable`, `configs`, `sft`, `training`       |                       |
+|              | `generation`, `advantages`, `resumable`, `configs`, `sft`, `training`,      |                       |
+|              | `environment` (pinned threads, offline hubs, for runs and child processes)  |                       |
 | Temporal-RLT | `grpo/` (video GRPO: config, trainer), `filtering/` (variance-aware filter) | the foundation        |
 | ViaRL        | `viarl/` (candidates, selector, REINFORCE++ trainer, answer stage, cycles)  | the foundation, `grpo`|
 | evaluation   | `eval/` (metrics, baselines, evaluation runs), `hub` (publishing)           | the foundation, `eval`|

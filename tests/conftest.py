@@ -2,14 +2,9 @@
 
 import os
 
-for name, value in {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-}.items():
-    os.environ.setdefault(name, value)
+from temporal_rl.environment import child_environment, pin_environment
+
+pin_environment()
 
 import torch  # noqa: E402
 
@@ -52,8 +47,9 @@ def fresh_python():
     root = Path(__file__).resolve().parents[1]
 
     def run(script: str) -> str:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=root, env=child_environment([root]), capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 

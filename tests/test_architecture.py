@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FOUNDATION = {
     "data",
+    "environment",
     "families",
     "prompts",
     "video",

@@ -20,7 +20,6 @@ the completion's text on odd ones, and a 0/1 one on mcq clips that follows the t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.data import RecordError, read_records
+from temporal_rl.environment import child_environment
 from temporal_rl.families import DEFAULT_FAMILY, FAMILIES
 from temporal_rl.filtering.config import FilterConfig
 from temporal_rl.filtering.run import (
@@ -262,16 +262,7 @@ def test_batch_seeds_depend_on_seed_and_batch_only():
 
 
 def _env(reward_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(reward_path), env.get("PYTHONPATH")])),
-    )
-    return env
+    return child_environment([reward_path])
 
 
 def _cli_args(model_dir, data_file, out, frames) -> list[str]:

@@ -16,7 +16,6 @@ so they are parsed here with `--bf16 false --use_cpu true` on the command line (
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from trl import TrlParser
 
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import DataArguments, TemporalSFTConfig
+from temporal_rl.environment import child_environment
 from temporal_rl.families import family_of
 from temporal_rl.grpo.config import TemporalGRPOConfig
 from temporal_rl.models.loading import TemporalModelConfig, lora_config
@@ -123,19 +123,6 @@ def _config_classes(path: Path) -> tuple:
 
 def _parse(path: Path, *overrides: str):
     return TrlParser(_config_classes(path)).parse_args_and_config(args=["--config", str(path), *overrides])
-
-
-def _subprocess_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def _tail(log: Path, chars: int = 4000) -> str:
@@ -480,7 +467,7 @@ def test_two_process_cpu_launch(tiny_model_dir, grounding_jsonl, tmp_path):
     start = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            command, cwd=REPO, env=_subprocess_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300
+            command, cwd=REPO, env=child_environment(), stdout=out, stderr=subprocess.STDOUT, timeout=300
         )
     print(f"2-process launch: {time.monotonic() - start:.1f} s")
     assert result.returncode == 0, _tail(log)
@@ -521,10 +508,7 @@ def test_killed_lora_run_resumes_from_its_checkpoint(tiny_model_dir, grounding_j
     from transformers import AutoModelForImageTextToText
 
     (tmp_path / "recipes_test_rewards.py").write_text(REWARD_MODULE)
-    env = {
-        **_subprocess_env(),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-    }
+    env = child_environment([tmp_path])
     output_dir = tmp_path / "out"
     args = _grpo_args(
         tiny_model_dir, grounding_jsonl, output_dir, tmp_path / "frames",

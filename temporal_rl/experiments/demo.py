@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from transformers import TrainerCallback
 from data_tools.synth import generate_dataset
 from temporal_rl.configs import TemporalSFTConfig, parse_recipe, recipe_arguments
 from temporal_rl.data import read_records
+from temporal_rl.environment import child_environment
 from temporal_rl.eval.baselines import baseline_predictions
 from temporal_rl.eval.metrics import evaluate
 from temporal_rl.eval.run import greedy_completions
@@ -189,7 +189,7 @@ class LearningCurve(TrainerCallback):
 def run_side_by_side(jobs: dict[str, list[str]], logs: dict[str, Path], budget: float, parallel: bool) -> dict:
     """Run each job (`python <script> <args>`) to completion, side by side or in turn, with a progress line per
     job; returns the wall-clock seconds of each. A failed job raises with the end of its log."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = child_environment()
     seconds = {}
     batches = [list(jobs)] if parallel else [[name] for name in jobs]
     for batch in batches:
