@@ -222,8 +222,11 @@ def _tail(log: Path, size: int = 20_000) -> str:
     return log.read_text(errors="replace")[-size:] if log.exists() else ""
 
 
-def plot_report(path: Path, curve: list[dict], runs: dict[str, list[dict]], ious: dict[str, list[float]]) -> None:
-    """Three panels: the warm start's learning curve, the RL phase's training signal, held-out IoU histograms."""
+def plot_report(
+    path: Path, curve: list[dict], runs: dict[str, list[dict]], ious: dict[str, list[float]], table: dict[str, dict]
+) -> None:
+    """Three panels: the warm start's learning curve, the RL phase's training signal, held-out IoU histograms (each
+    labelled with its row's mIoU from `table`, the value the printed table shows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +249,7 @@ def plot_report(path: Path, curve: list[dict], runs: dict[str, list[dict]], ious
         middle.legend(fontsize=8)
     bins = [i / 10 for i in range(11)]
     for name, values in ious.items():
-        right.hist(values, bins=bins, alpha=0.45, label=f"{name} (mIoU {100 * sum(values) / len(values):.1f})")
+        right.hist(values, bins=bins, alpha=0.45, label=f"{name} (mIoU {table[name]['mIoU']:.1f})")
     right.set(title="held-out IoU per query", xlabel="IoU", ylabel="queries")
     right.legend(fontsize=8)
     figure.tight_layout()
@@ -368,7 +371,8 @@ def run_demo(config: DemoConfig) -> dict:
         "test_queries": len(test_records),
     }
     samples = {name: evaluate(test_records, e["predictions"])[1] for name, e in evaluations.items()}
-    plot_report(out / "report.png", curve.points, run_logs, {n: [s["iou"] for s in v] for n, v in samples.items()})
+    ious = {name: [sample["iou"] for sample in per_query] for name, per_query in samples.items()}
+    plot_report(out / "report.png", curve.points, run_logs, ious, rows)
     stage("report")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\n{format_table(rows)}\n")  # noqa: T201
