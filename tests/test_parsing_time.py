@@ -43,19 +43,30 @@ def _check_linear(times: dict[str, dict[int, float]]) -> list[str]:
     ]
 
 
+def _superlinear(family: str, funcs, times: dict[str, dict[int, float]] | None = None) -> list[str]:
+    """`_check_linear` on `family`, a failure confirmed by a second measurement of the calls that failed: a parser
+    that is quadratic fails both by orders of magnitude, a scheduling hiccup on a loaded machine (seen once in the
+    full suite, with another job on the second core) does not repeat."""
+    first = _check_linear(times or measure(family, (SMALL, LARGE), repeats=3, funcs=funcs))
+    if not first:
+        return []
+    suspects = {name: funcs[name] for name in funcs if any(line.startswith(f"{name}:") for line in first)}
+    return _check_linear(measure(family, (SMALL, LARGE), repeats=3, funcs=suspects))
+
+
 @pytest.mark.parametrize("family", list(ADVERSARIAL))
 def test_adversarial_completion_is_parsed_fast_and_in_linear_time(family, funcs):
     times = measure(family, (SMALL, LARGE), repeats=3, funcs=funcs)
     slow = {name: t[LARGE] for name, t in times.items() if t[LARGE] >= LIMIT_MS}
     assert not slow, f"{family} at 64 KB: over {LIMIT_MS} ms: {slow}"
-    assert not _check_linear(times), _check_linear(times)
+    assert not (superlinear := _superlinear(family, funcs, times)), superlinear
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(DENSE))
 def test_dense_completion_is_parsed_in_linear_time(family, funcs):
     """Thousands of legitimate tokens cost more per character (each is a match to read), but no more than linearly."""
-    assert not _check_linear(measure(family, (SMALL, LARGE), repeats=3, funcs=funcs))
+    assert not (superlinear := _superlinear(family, funcs)), superlinear
 
 
 def test_the_families_are_what_they_say():

@@ -280,7 +280,10 @@ def test_viarl_recipe_parses_with_its_stages(path, monkeypatch):
 
     run = ViaRLRun(config)  # parses every stage with the lineage and the prompt check
     assert len(run.stages) == 3 * config.num_cycles + 2
-    assert (run.spec.num_candidates, run.spec.num_select) == (16, 2)  # the tiny needle recipe: T = 16 (issue 13)
+    # the tiny needle recipe: T = 16, N = 1 (a frame pair would blend the needle with a frame without it, issue 13),
+    # and the answer warm start shows the answer model as many frames as the selector will give it
+    assert (run.spec.num_candidates, run.spec.num_select) == (16, 1)
+    assert config.answer_warmstart_num_frames == run.spec.num_select
 
 
 # (recipe, selector model, answer model)
