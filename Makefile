@@ -108,5 +108,7 @@ viarl: install
 # The needle experiment (recipes/viarl_experiment.py): per seed, tiny models, the warm starts and 2 cycles, then
 # held-out answer accuracy on uniform, selected, oracle and needle-free frames and the needle-hit rates; writes
 # runs/viarl-experiment/report.json (per seed and point, and the means), results.md and results.png. Resumable.
+# The seeds run one after another; side by side (ARGS="--seeds 0" and ARGS="--seeds 1" at once, then
+# ARGS="--seeds 0 1" to collect) each took 29 min here (docs/measurements.md, run D).
 viarl-experiment: install
 	$(RUN_ENV) $(PY) recipes/viarl_experiment.py --output_dir runs/viarl-experiment $(ARGS)
