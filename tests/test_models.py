@@ -66,6 +66,25 @@ def test_same_seed_same_bytes_other_seed_other_weights(tmp_path, tiny_model_dir)
     assert other["tokenizer.json"] == _digest(tiny_model_dir)["tokenizer.json"]
 
 
+def test_a_wider_tiny_model_scales_the_families_rope_split(tmp_path):
+    """`--hidden-size 128 --layers 4` (head 32 wide, 16 rotated pairs): the family's (2, 3, 3) split doubles, the
+    model builds and runs; a head whose rotated half the split cannot divide is refused with the fix."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    spec = TinySpec(hidden_size=128, num_hidden_layers=4)
+    assert spec.mrope_section == (4, 6, 6)
+    command = [sys.executable, "-m", "temporal_rl.models.tiny", "--out", str(tmp_path / "wide")]
+    subprocess.run([*command, "--hidden-size", "128", "--layers", "4"], check=True, capture_output=True)
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "wide")
+    text = model.config.text_config
+    assert (text.hidden_size, text.num_hidden_layers) == (128, 4)
+    with torch.no_grad():
+        assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
+    with pytest.raises(ValueError, match="give mrope_section"):
+        TinySpec(hidden_size=80, num_attention_heads=4)  # head 20 wide, 10 rotated pairs: (2, 3, 3) does not scale
+
+
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
 def test_the_command_line_writes_the_same_bytes(family, tiny_family_dir, tmp_path):
     """`python -m temporal_rl.models.tiny --family F --out DIR` in a fresh interpreter: the bytes of the builder."""

@@ -164,13 +164,19 @@ class TinySpec:
         if self.family not in TINY_FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; tiny models exist for {', '.join(TINY_FAMILIES)}")
         tiny = TINY_FAMILIES[self.family]
-        if self.mrope_section is None:
-            object.__setattr__(self, "mrope_section", tiny.mrope_section)
-        object.__setattr__(self, "mrope_section", tuple(self.mrope_section))
         head_dim = self.hidden_size // self.num_attention_heads
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
         rotated = int(head_dim * tiny.rotary_fraction) // 2
+        if self.mrope_section is None:  # the family's split, scaled to a wider head (e.g. hidden 128: (4, 6, 6))
+            factor, remainder = divmod(rotated, sum(tiny.mrope_section))
+            if remainder or not factor:
+                raise ValueError(
+                    f"the family's mrope_section {tiny.mrope_section} does not scale to the rotated half-dimension "
+                    f"{rotated} of this head; give mrope_section (t, h, w) summing to {rotated}"
+                )
+            object.__setattr__(self, "mrope_section", tuple(factor * part for part in tiny.mrope_section))
+        object.__setattr__(self, "mrope_section", tuple(self.mrope_section))
         if sum(self.mrope_section) != rotated:
             raise ValueError(f"mrope_section must sum to the rotated half-dimension {rotated}: {self.mrope_section}")
         if self.vocab_size <= 256 + len(QWEN_SPECIAL_TOKENS):
@@ -392,8 +398,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=TinySpec.seed, help="weight initialisation seed")
     parser.add_argument("--hidden-size", type=int, default=TinySpec.hidden_size)
     parser.add_argument("--layers", type=int, default=TinySpec.num_hidden_layers)
+    parser.add_argument("--heads", type=int, default=TinySpec.num_attention_heads, help="attention heads (2 kv heads)")
     args = parser.parse_args(argv)
-    spec = TinySpec(seed=args.seed, family=args.family, hidden_size=args.hidden_size, num_hidden_layers=args.layers)
+    spec = TinySpec(
+        seed=args.seed,
+        family=args.family,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+    )
     path = build_tiny_model(args.out, spec)
     print(f"wrote a tiny {args.family} model to {path}")  # noqa: T201
 
