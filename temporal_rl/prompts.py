@@ -208,13 +208,25 @@ def build_messages(
     messages = []
     if think:
         messages.append({"role": "system", "content": [{"type": "text", "text": THINK_SYSTEM_PROMPT}]})
+    messages.append({"role": "user", "content": user_content(task_text(record, span_format), video, video_position)})
+    return messages
+
+
+def user_content(text: str, video: str | None = None, video_position: str = "first") -> list[dict]:
+    """A user turn's content: a video block (carrying `video`, the path, when given) and a text block, in the order
+    `video_position` says (`VIDEO_POSITIONS`). No value is None.
+
+    Example:
+        ```python
+        >>> user_content("When?", video_position="last")
+        [{'type': 'text', 'text': 'When?'}, {'type': 'video'}]
+        ```
+    """
     if video_position not in VIDEO_POSITIONS:
         raise ValueError(f"unknown video_position {video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}")
     video_block = {"type": "video"} if video is None else {"type": "video", "video": video}
-    text_block = {"type": "text", "text": task_text(record, span_format)}
-    content = [video_block, text_block] if video_position == "first" else [text_block, video_block]
-    messages.append({"role": "user", "content": content})
-    return messages
+    text_block = {"type": "text", "text": text}
+    return [video_block, text_block] if video_position == "first" else [text_block, video_block]
 
 
 def _reasoning(record: dict) -> str:

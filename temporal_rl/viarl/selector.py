@@ -12,7 +12,7 @@ nor run models.
 
 from __future__ import annotations
 
-from temporal_rl.prompts import VIDEO_POSITIONS
+from temporal_rl.prompts import user_content
 from temporal_rl.rewards.selector import is_valid_selection
 from temporal_rl.video.sampling import uniform_indices
 
@@ -80,10 +80,6 @@ def build_selector_messages(
     question = str(record.get("question") or "").strip()
     if not question:
         raise ValueError(f"record {record.get('id')!r} has no question")
-    if video_position not in VIDEO_POSITIONS:
-        raise ValueError(f"unknown video_position {video_position!r}; expected one of {', '.join(VIDEO_POSITIONS)}")
-    video_block = {"type": "video"} if video is None else {"type": "video", "video": video}
-    text_block = {"type": "text", "text": SELECTOR_USER_PROMPT.format(question=question)}
     return [
         {
             "role": "system",
@@ -91,7 +87,7 @@ def build_selector_messages(
         },
         {
             "role": "user",
-            "content": [video_block, text_block] if video_position == "first" else [text_block, video_block],
+            "content": user_content(SELECTOR_USER_PROMPT.format(question=question), video, video_position),
         },
     ]
 
